@@ -1,0 +1,373 @@
+package protocol
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Engine names a server design of the chapter.
+type Engine string
+
+// The engines. EventLoop is reserved for the epoll engine.
+const (
+	// EngineSingle runs one conversation at a time (listing 7-3). An idle
+	// client stalls every other client: kept for teaching and comparison.
+	EngineSingle Engine = "single"
+	// EnginePool runs Workers workers per listener, each blocking in
+	// accept and then running one conversation (listing 7-4). Workers idle
+	// clients stall the rest.
+	EnginePool Engine = "pool"
+	// EngineGoroutine runs one goroutine per connection, at most
+	// Limits.MaxConnections at once (listing 7-5 without its flaw).
+	EngineGoroutine Engine = "goroutine"
+)
+
+// Engines lists the engines a Server runs.
+func Engines() []Engine { return []Engine{EngineSingle, EnginePool, EngineGoroutine} }
+
+// ErrServerClosed is returned by Serve after Shutdown or Close.
+var ErrServerClosed = errors.New("server closed")
+
+// drainPoll is how long a draining connection waits for bytes that are
+// already on their way before it is closed.
+const drainPoll = 2 * time.Millisecond
+
+// lingerMax bounds how long a closing connection reads and discards what the
+// client still sends after the server's FIN (nginx's lingering_close), so
+// that the kernel does not answer unread bytes with a reset that would
+// destroy answers still in flight.
+const lingerMax = 2 * time.Second
+
+// Server runs conversations on the connections of one or more listeners with
+// one engine. Create it with NewServer; it is safe for concurrent use.
+type Server struct {
+	engine  Engine
+	workers int
+	log     *slog.Logger
+
+	settings atomic.Pointer[Settings]
+
+	mu        sync.Mutex
+	cond      *sync.Cond // signalled when a slot frees or on shutdown
+	listeners map[net.Listener]struct{}
+	conns     map[*conn]struct{}
+	slots     int  // reserved conversation slots (goroutine engine)
+	fullSaid  bool // "max_connections reached" logged for this episode
+	drainEnd  time.Time
+	closing   bool
+	connWG    sync.WaitGroup
+	serveWG   sync.WaitGroup
+	single    sync.Mutex // serialises conversations of the single engine
+
+	shutdown atomic.Bool
+	draining atomic.Bool
+	cutCount atomic.Int64  // conversations cut off by a drain deadline
+	kill     chan struct{} // closed when the drain deadline ends
+	killOnce sync.Once
+	total    atomic.Uint64
+	open     atomic.Int64
+}
+
+// NewServer returns a server that runs engine with the given settings.
+// workers is the number of workers per listener of the pool engine (at least
+// 1). A nil logger discards log records.
+func NewServer(engine Engine, workers int, st Settings, logger *slog.Logger) (*Server, error) {
+	switch engine {
+	case EngineSingle, EnginePool, EngineGoroutine:
+	default:
+		return nil, fmt.Errorf("unknown engine %q", engine)
+	}
+	if workers < 1 {
+		workers = 1
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		engine:    engine,
+		workers:   workers,
+		log:       logger,
+		listeners: make(map[net.Listener]struct{}),
+		conns:     make(map[*conn]struct{}),
+		kill:      make(chan struct{}),
+	}
+	s.cond = sync.NewCond(&s.mu)
+	s.Update(st)
+	return s, nil
+}
+
+// Engine returns the server's engine.
+func (s *Server) Engine() Engine { return s.engine }
+
+// Update replaces the settings. Conversations use the new answers and limits
+// from their next question on; no connection is dropped.
+func (s *Server) Update(st Settings) {
+	if st.Answers == nil {
+		st.Answers = NewAnswers(nil)
+	}
+	s.settings.Store(&st)
+	s.mu.Lock()
+	s.fullSaid = false
+	s.cond.Broadcast()
+	s.mu.Unlock()
+}
+
+// Settings returns the settings in force.
+func (s *Server) Settings() Settings { return *s.settings.Load() }
+
+// Stats is a snapshot of the server's counters.
+type Stats struct {
+	Open  int64  // conversations open now
+	Total uint64 // connections accepted since start
+}
+
+// Stats returns the server's counters.
+func (s *Server) Stats() Stats {
+	return Stats{Open: s.open.Load(), Total: s.total.Load()}
+}
+
+// Serve accepts connections on ln and runs conversations on them with the
+// server's engine until Shutdown or Close. Serve may be called for several
+// listeners at once. It returns ErrServerClosed after Shutdown or Close, or
+// the error that made accepting impossible. Temporary accept errors (out of
+// file descriptors, for example) back off from 5 ms to 1 s and never end
+// Serve.
+func (s *Server) Serve(ln net.Listener) error {
+	if !s.trackListener(ln, true) {
+		return ErrServerClosed
+	}
+	defer s.trackListener(ln, false)
+	s.log.Info("listening", "addr", ln.Addr().String(), "engine", string(s.engine))
+	switch s.engine {
+	case EngineSingle:
+		return s.acceptLoop(ln, false, func(c net.Conn) {
+			s.single.Lock()
+			defer s.single.Unlock()
+			s.serveConn(c)
+		})
+	case EnginePool:
+		errc := make(chan error, s.workers)
+		for i := 0; i < s.workers; i++ {
+			go func() { errc <- s.acceptLoop(ln, false, s.serveConn) }()
+		}
+		var first error
+		for i := 0; i < s.workers; i++ {
+			err := <-errc
+			if first == nil || (errors.Is(first, ErrServerClosed) && !errors.Is(err, ErrServerClosed)) {
+				first = err
+			}
+		}
+		return first
+	default:
+		return s.acceptLoop(ln, true, func(c net.Conn) {
+			go func() {
+				defer s.releaseSlot()
+				s.serveConn(c)
+			}()
+		})
+	}
+}
+
+// acceptLoop accepts until the listener is closed. With gate set it reserves
+// a conversation slot before each accept, so that above MaxConnections the
+// kernel's backlog holds new clients instead of zend accepting and dropping
+// them.
+func (s *Server) acceptLoop(ln net.Listener, gate bool, handle func(net.Conn)) error {
+	var delay time.Duration
+	for {
+		if gate && !s.reserveSlot() {
+			return ErrServerClosed
+		}
+		c, err := ln.Accept()
+		if err != nil {
+			if gate {
+				s.releaseSlot()
+			}
+			if s.shutdown.Load() {
+				return ErrServerClosed
+			}
+			if !temporary(err) {
+				return fmt.Errorf("accept on %s: %w", ln.Addr(), err)
+			}
+			if delay == 0 {
+				delay = 5 * time.Millisecond
+			} else if delay *= 2; delay > time.Second {
+				delay = time.Second
+			}
+			s.log.Warn("accept error, backing off", "addr", ln.Addr().String(), "err", err.Error(), "retry_in", delay.String())
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		s.total.Add(1)
+		handle(c)
+	}
+}
+
+// temporary reports whether an accept error may go away by itself.
+func temporary(err error) bool {
+	if errors.Is(err, net.ErrClosed) {
+		return false
+	}
+	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM,
+		syscall.EAGAIN, syscall.ECONNABORTED, syscall.EINTR, syscall.EPROTO, syscall.EPERM} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// reserveSlot waits for a free conversation slot; false means shutdown.
+func (s *Server) reserveSlot() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for !s.closing {
+		max := s.settings.Load().Limits.MaxConnections
+		if max <= 0 || s.slots < max {
+			s.slots++
+			return true
+		}
+		if !s.fullSaid {
+			s.fullSaid = true
+			s.log.Warn("max_connections reached, not accepting until a conversation ends", "max_connections", max)
+		}
+		s.cond.Wait()
+	}
+	return false
+}
+
+func (s *Server) releaseSlot() {
+	s.mu.Lock()
+	s.slots--
+	if s.fullSaid {
+		max := s.settings.Load().Limits.MaxConnections
+		if s.slots < max {
+			s.fullSaid = false
+			s.log.Info("accepting again", "open", s.open.Load(), "max_connections", max)
+		}
+	}
+	s.cond.Broadcast()
+	s.mu.Unlock()
+}
+
+func (s *Server) trackListener(ln net.Listener, add bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if add {
+		if s.closing {
+			return false
+		}
+		s.listeners[ln] = struct{}{}
+		s.serveWG.Add(1)
+		return true
+	}
+	delete(s.listeners, ln)
+	s.serveWG.Done()
+	return true
+}
+
+func (s *Server) trackConn(c *conn, add bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if add {
+		if s.closing {
+			return false
+		}
+		s.conns[c] = struct{}{}
+		s.connWG.Add(1)
+		s.open.Add(1)
+		return true
+	}
+	delete(s.conns, c)
+	s.open.Add(-1)
+	s.connWG.Done()
+	return true
+}
+
+// ServeConn runs one conversation on c and closes it, as the engines do for
+// each accepted connection. It is for connections that were accepted
+// elsewhere (inetd's fd 0). Shutdown drains it like any other.
+func (s *Server) ServeConn(c net.Conn) {
+	s.total.Add(1)
+	s.serveConn(c)
+}
+
+// DrainResult tells what a Shutdown did to the conversations it found open.
+type DrainResult struct {
+	Open     int // conversations open when Shutdown began
+	Finished int // of those, how many ended by themselves or at a question boundary
+	Cut      int // of those, how many were closed when ctx ended
+}
+
+// Shutdown stops accepting (closing every listener), lets each open
+// conversation finish the question it is in and receive every answer it has
+// asked for, closes it at that question boundary, and returns when none is
+// left. When ctx ends first, the remaining conversations are closed at once
+// and Shutdown returns ctx's error. Serve returns ErrServerClosed.
+func (s *Server) Shutdown(ctx context.Context) (DrainResult, error) {
+	s.shutdown.Store(true)
+	s.mu.Lock()
+	s.closing = true
+	if dl, ok := ctx.Deadline(); ok {
+		s.drainEnd = dl
+	}
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	res := DrainResult{Open: len(s.conns)}
+	s.draining.Store(true)
+	for c := range s.conns {
+		c.nc.SetReadDeadline(time.Now()) // wake readers: they check draining
+	}
+	s.cond.Broadcast()
+	s.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() {
+		s.connWG.Wait()
+		s.serveWG.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.killOnce.Do(func() { close(s.kill) })
+		s.mu.Lock()
+		for c := range s.conns {
+			c.cut.Store(true)
+			c.nc.Close()
+		}
+		s.mu.Unlock()
+		<-done
+	}
+	res.Cut = int(s.cutCount.Load())
+	res.Finished = max(res.Open-res.Cut, 0)
+	if err := ctx.Err(); err != nil && res.Cut > 0 {
+		return res, err
+	}
+	if res.Cut > 0 {
+		return res, context.DeadlineExceeded
+	}
+	return res, nil
+}
+
+// Close closes every listener and connection at once. Serve returns
+// ErrServerClosed.
+func (s *Server) Close() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := s.Shutdown(ctx)
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	return err
+}

@@ -1,0 +1,45 @@
+package protocol
+
+import "time"
+
+// Limits bound what one connection and the whole server may cost.
+type Limits struct {
+	// MaxConnections is the number of conversations the goroutine engine
+	// runs at once; above it the engine stops accepting and the kernel's
+	// listen backlog holds new clients. <= 0 means no limit.
+	MaxConnections int
+	// MaxQuestionBytes is the longest question allowed, '?' included.
+	// A longer one closes the connection. <= 0 means no limit.
+	MaxQuestionBytes int
+	// IdleTimeout closes a connection that sends nothing for this long
+	// between questions. <= 0 means no timeout.
+	IdleTimeout time.Duration
+	// QuestionTimeout closes a connection whose question is not complete
+	// this long after its first byte arrived. <= 0 means no timeout.
+	QuestionTimeout time.Duration
+	// WriteTimeout closes a connection that does not take its answers
+	// for this long. <= 0 means no timeout.
+	WriteTimeout time.Duration
+}
+
+// Settings are the parts of a server that can change while it runs
+// (Server.Update): the answer table, the simulated cost of an answer and
+// the limits.
+type Settings struct {
+	Answers *Answers
+	// AnswerDelay is slept before each answer, to simulate an expensive
+	// answer as the chapter's time.sleep does.
+	AnswerDelay time.Duration
+	Limits      Limits
+}
+
+// DefaultLimits returns the limits of zend's embedded defaults.
+func DefaultLimits() Limits {
+	return Limits{
+		MaxConnections:   10000,
+		MaxQuestionBytes: 1024,
+		IdleTimeout:      5 * time.Minute,
+		QuestionTimeout:  30 * time.Second,
+		WriteTimeout:     30 * time.Second,
+	}
+}
