@@ -1,0 +1,267 @@
+package config
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// write puts text in a file named zend.toml in a temporary folder.
+func write(t *testing.T, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "zend.toml")
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestSampleLoads keeps etc/zend.toml valid: packages install it as
+// /etc/zend.toml.
+func TestSampleLoads(t *testing.T) {
+	c, err := Source{Path: "../etc/zend.toml"}.Load()
+	if err != nil {
+		t.Fatalf("etc/zend.toml: %v", err)
+	}
+	d := Default()
+	if c.Server.Engine != d.Server.Engine || c.Limits != d.Limits || c.Server.Listen[0] != d.Server.Listen[0] {
+		t.Errorf("etc/zend.toml's values differ from the defaults it documents")
+	}
+	if c.Answers["Readability counts?"] != "Yes." {
+		t.Errorf("etc/zend.toml's sample answer not loaded: %v", c.Answers)
+	}
+}
+
+func TestDefaultsValid(t *testing.T) {
+	if err := Default().Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestLoadValues(t *testing.T) {
+	p := write(t, `
+[server]
+listen = ["127.0.0.1:2000", "[::1]:2000"]
+engine = "pool"
+workers = 8
+answer_delay = "10ms"
+[limits]
+idle_timeout = "1m"
+[answers]
+"Readability counts?" = "Yes."
+`)
+	c, err := Source{Path: p}.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Server.Listen) != 2 || c.Server.Engine != "pool" || c.Server.Workers != 8 ||
+		c.Server.AnswerDelay.D() != 10*time.Millisecond || c.Limits.IdleTimeout.D() != time.Minute ||
+		c.Limits.QuestionTimeout.D() != 30*time.Second || c.Answers["Readability counts?"] != "Yes." {
+		t.Fatalf("loaded %+v", c)
+	}
+	if c.Path != p {
+		t.Errorf("Path = %q, want %q", c.Path, p)
+	}
+	if got := c.Abs("log/zend.log"); got != filepath.Join(filepath.Dir(p), "log/zend.log") {
+		t.Errorf("Abs = %q: relative paths must be relative to the file's folder", got)
+	}
+}
+
+// TestErrors checks that every kind of bad input names the file, the line,
+// the key and what is allowed.
+func TestErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		text string
+		want []string // substrings of the error
+	}{
+		// A key zend does not know, with its line and the allowed keys.
+		{"unknown key", "[server]\nlistn = [\"127.0.0.1:1\"]\n", []string{"zend.toml:2: server.listn: unknown key", "listen, engine"}},
+		// A table zend does not know.
+		{"unknown table", "[srever]\nlisten = 1\n", []string{"zend.toml:", "srever", "allowed tables"}},
+		// A string where an integer belongs.
+		{"wrong type", "[server]\n\nworkers = \"four\"\n", []string{"zend.toml:3: server.workers: wrong type", "an integer"}},
+		// A duration that does not parse.
+		{"bad duration", "[limits]\nidle_timeout = \"5 minutes\"\n", []string{"zend.toml:2: limits.idle_timeout:", "\"30s\""}},
+		// A duration given as a number.
+		{"duration as number", "[limits]\nidle_timeout = 5\n", []string{"zend.toml:2: limits.idle_timeout: invalid duration \"5\"", "\"30s\""}},
+		// TOML syntax.
+		{"syntax", "[server\nlisten = 1\n", []string{"zend.toml:2:", "end table name"}},
+		// A listen address without a port.
+		{"address without port", "[server]\nlisten = [\"127.0.0.1\"]\n", []string{"zend.toml:2: server.listen:", "127.0.0.1:1060"}},
+		// A port out of range.
+		{"bad port", "[server]\nlisten = [\"127.0.0.1:70000\"]\n", []string{"zend.toml:2: server.listen:", "0 to 65535"}},
+		// An empty listen list.
+		{"no address", "[server]\nlisten = []\n", []string{"zend.toml:2: server.listen: empty"}},
+		// An engine that does not exist.
+		{"unknown engine", "[server]\nengine = \"threads\"\n", []string{"zend.toml:2: server.engine:", "single, pool, goroutine"}},
+		// Zero and negative limits.
+		{"zero max_connections", "[limits]\nmax_connections = 0\n", []string{"zend.toml:2: limits.max_connections: 0: allowed is 1 or more"}},
+		{"negative max_question_bytes", "[limits]\nmax_question_bytes = -1\n", []string{"zend.toml:2: limits.max_question_bytes:"}},
+		{"zero timeout", "[limits]\nshutdown_timeout = \"0s\"\n", []string{"zend.toml:2: limits.shutdown_timeout:", "positive"}},
+		{"negative duration", "[limits]\nquestion_timeout = \"-1s\"\n", []string{"zend.toml:2: limits.question_timeout:"}},
+		// log level and format.
+		{"bad level", "[log]\nlevel = \"verbose\"\n", []string{"zend.toml:2: log.level:", "debug, info, warn, error"}},
+		{"bad format", "[log]\nformat = \"xml\"\n", []string{"zend.toml:2: log.format:", "text, json"}},
+		// umask must be octal.
+		{"bad umask", "[daemon]\numask = \"0999\"\n", []string{"zend.toml:2: daemon.umask:", "octal"}},
+		// Answers: a question must end with '?', an answer with '.'.
+		{"question without ?", "[answers]\n\"Readability counts\" = \"Yes.\"\n", []string{"zend.toml:2: answers.\"Readability counts\":", "must end with '?'"}},
+		{"answer without .", "[answers]\n\"Readability counts?\" = \"Yes\"\n", []string{"zend.toml:2:", "must end with '.'"}},
+		{"answer not a string", "[answers]\n\"Readability counts?\" = 5\n", []string{"zend.toml:2:", "an answer is a string"}},
+		// Every problem is reported, not only the first.
+		{"several", "[server]\nengine = \"x\"\nworkers = 0\n", []string{"zend.toml:2: server.engine", "zend.toml:3: server.workers"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := write(t, tt.text)
+			_, err := Source{Path: p}.Load()
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if !errors.Is(err, ErrInvalid) {
+				t.Errorf("error does not match ErrInvalid: %v", err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestMissingFile(t *testing.T) {
+	// A file named explicitly must exist.
+	_, err := Source{Path: filepath.Join(t.TempDir(), "nope.toml")}.Load()
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("named missing file: %v, want ErrNotExist", err)
+	}
+	// So must one named by ZEND_CONFIG.
+	_, err = Source{Environ: []string{"ZEND_CONFIG=" + filepath.Join(t.TempDir(), "nope.toml")}}.Load()
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("ZEND_CONFIG missing file: %v, want ErrNotExist", err)
+	}
+}
+
+func TestEnvironmentAndFlags(t *testing.T) {
+	p := write(t, "[server]\nengine = \"pool\"\nworkers = 2\n[limits]\nmax_connections = 50\n")
+	env := []string{
+		"ZEND_CONFIG=" + p,
+		"ZEND_LISTEN=127.0.0.1:3000, [::1]:3000",
+		"ZEND_MAX_CONNECTIONS=70",
+		"ZEND_LOG_LEVEL=debug",
+		"ZEND_IDLE_TIMEOUT=2m",
+		"ZEND_LOG_COMPRESS=false",
+		"PATH=/usr/bin", // not ours
+	}
+	c, err := Source{Environ: env, Sets: []string{"limits.max_connections=90", "server.workers=3"}}.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch {
+	case c.Server.Engine != "pool": // file
+		t.Errorf("engine %q: the file's value was lost", c.Server.Engine)
+	case len(c.Server.Listen) != 2 || c.Server.Listen[1] != "[::1]:3000": // environment
+		t.Errorf("listen %q", c.Server.Listen)
+	case c.Limits.MaxConnections != 90: // flag over environment over file
+		t.Errorf("max_connections %d, want 90 (flag)", c.Limits.MaxConnections)
+	case c.Server.Workers != 3:
+		t.Errorf("workers %d, want 3 (flag)", c.Server.Workers)
+	case c.Log.Level != "debug" || c.Limits.IdleTimeout.D() != 2*time.Minute || c.Log.Compress:
+		t.Errorf("environment not applied: %+v %+v", c.Log, c.Limits)
+	}
+
+	tests := []struct {
+		name string
+		env  []string
+		sets []string
+		want string
+	}{
+		// An unknown ZEND_ variable is a typo, not something to ignore.
+		{"unknown variable", []string{"ZEND_LISTN=x"}, nil, "environment ZEND_LISTN: unknown variable"},
+		// A value that does not parse names the variable and the key.
+		{"bad integer", []string{"ZEND_MAX_CONNECTIONS=many"}, nil, "environment ZEND_MAX_CONNECTIONS: limits.max_connections: not an integer"},
+		// A value that parses but is out of range is caught by Validate, which names the variable.
+		{"zero from env", []string{"ZEND_MAX_CONNECTIONS=0"}, nil, "environment ZEND_MAX_CONNECTIONS: limits.max_connections: 0"},
+		{"bad engine from env", []string{"ZEND_ENGINE=threads"}, nil, "environment ZEND_ENGINE: server.engine"},
+		// Flags: an unknown key and a malformed pair.
+		{"unknown flag key", nil, []string{"limits.max=1"}, "flag -set: limits.max: unknown key"},
+		{"no equals", nil, []string{"limits.max_connections"}, "allowed is key=value"},
+		{"bad duration flag", nil, []string{"limits.idle_timeout=soon"}, "limits.idle_timeout: invalid duration"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Source{Path: p, Environ: tt.env, Sets: tt.sets}.Load()
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %v, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestEveryKeyHasAnEnvVar keeps the ZEND_* pattern complete as keys are
+// added.
+func TestEveryKeyHasAnEnvVar(t *testing.T) {
+	seen := map[string]string{}
+	for _, f := range fields {
+		if !strings.HasPrefix(f.env, "ZEND_") {
+			t.Errorf("%s has no ZEND_ variable", f.key())
+		}
+		if other, dup := seen[f.env]; dup {
+			t.Errorf("%s and %s share %s", f.key(), other, f.env)
+		}
+		seen[f.env] = f.key()
+		// Each variable must parse what WriteTOML prints for the default.
+		c := Default()
+		if err := c.Set(f.key(), defaultString(t, f), "test"); err != nil {
+			t.Errorf("%s: %v", f.key(), err)
+		}
+	}
+}
+
+func defaultString(t *testing.T, f field) string {
+	t.Helper()
+	var b strings.Builder
+	if err := Default().WriteTOML(&b); err != nil {
+		t.Fatal(err)
+	}
+	table := ""
+	for _, line := range strings.Split(b.String(), "\n") {
+		if strings.HasPrefix(line, "[") {
+			table = strings.Trim(line, "[]")
+			continue
+		}
+		k, v, ok := strings.Cut(line, " = ")
+		if ok && table == f.table && k == f.name {
+			v = strings.Trim(v, "[]")
+			return strings.ReplaceAll(v, "\"", "")
+		}
+	}
+	t.Fatalf("%s not printed by WriteTOML", f.key())
+	return ""
+}
+
+// TestWriteTOMLRoundTrip checks that what "zend check" prints loads back
+// to the same configuration.
+func TestWriteTOMLRoundTrip(t *testing.T) {
+	c, err := Source{Path: "../etc/zend.toml"}.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	if err := c.WriteTOML(&b); err != nil {
+		t.Fatal(err)
+	}
+	c2, err := Source{Path: write(t, b.String())}.Load()
+	if err != nil {
+		t.Fatalf("printed config does not load: %v\n%s", err, b.String())
+	}
+	if c2.Limits != c.Limits || c2.Server.Engine != c.Server.Engine || len(c2.Answers) != len(c.Answers) {
+		t.Fatalf("round trip changed the config:\n%s", b.String())
+	}
+}

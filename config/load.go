@@ -1,0 +1,257 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Error is one problem with the configuration: where it is (a file and
+// line, an environment variable or a command-line flag), the key, and what
+// is wrong with what is allowed.
+type Error struct {
+	Source string // file name, "environment ZEND_X" or "flag -set"
+	Line   int    // line in Source, 0 when unknown or not a file
+	Key    string // dotted key such as "limits.max_connections"
+	Msg    string
+}
+
+func (e *Error) Error() string {
+	loc := e.Source
+	if e.Line > 0 {
+		loc += ":" + strconv.Itoa(e.Line)
+	}
+	if e.Key != "" {
+		return loc + ": " + e.Key + ": " + e.Msg
+	}
+	return loc + ": " + e.Msg
+}
+
+// ErrInvalid is matched (errors.Is) by every error of Load, Validate,
+// ApplyEnv and Set that is about the configuration's content, as opposed to
+// a file that cannot be read.
+var ErrInvalid = errors.New("invalid configuration")
+
+// Is makes errors.Is(err, ErrInvalid) true for an *Error.
+func (e *Error) Is(target error) bool { return target == ErrInvalid }
+
+type origin struct {
+	source string
+	line   int
+}
+
+// Load reads the TOML file at path on top of Default. It does not apply the
+// environment and does not validate: call ApplyEnv, Set and Validate next.
+// It returns an error wrapping the *os.PathError when the file cannot be
+// read (errors.Is(err, fs.ErrNotExist) when it does not exist), and an
+// error matching ErrInvalid, listing every problem found, when the file is
+// not valid TOML, has keys zend does not know, or has values of the wrong
+// type.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	c := Default()
+	if abs, err := filepath.Abs(path); err == nil {
+		c.Path = abs
+	} else {
+		c.Path = path
+	}
+	md, err := toml.Decode(string(data), c)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			return nil, &Error{Source: path, Line: pe.Position.Line, Key: pe.LastKey, Msg: describeParse(pe)}
+		}
+		return nil, decodeError(path, err)
+	}
+	lines := locateKeys(string(data))
+	var errs []error
+	for _, k := range md.Undecoded() {
+		key := k.String()
+		errs = append(errs, &Error{Source: path, Line: lines[key], Key: key, Msg: unknownMsg(k)})
+	}
+	c.origin = make(map[string]origin)
+	for _, k := range md.Keys() {
+		c.origin[k.String()] = origin{source: path, line: lines[k.String()]}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return c, nil
+}
+
+// typeErr matches the library's type errors, which are not ParseErrors:
+// toml: line 3 (last key "server.workers"): incompatible types: ...
+var typeErr = regexp.MustCompile(`^toml: (?:line (\d+) )?\(last key ("(?:[^"\\]|\\.)*")\): (.*)$`)
+
+// decodeError turns an error of the decoder that is not a ParseError into
+// an *Error with the line and key it names.
+func decodeError(path string, err error) error {
+	m := typeErr.FindStringSubmatch(err.Error())
+	if m == nil {
+		return &Error{Source: path, Msg: strings.TrimPrefix(err.Error(), "toml: ")}
+	}
+	line, _ := strconv.Atoi(m[1])
+	key, uerr := strconv.Unquote(m[2])
+	if uerr != nil {
+		key = m[2]
+	}
+	return &Error{Source: path, Line: line, Key: key, Msg: describeParse(toml.ParseError{Message: m[3], LastKey: key})}
+}
+
+// describeParse rewrites the library's messages into what is allowed.
+func describeParse(pe toml.ParseError) string {
+	msg := pe.Message
+	if strings.HasPrefix(msg, "incompatible types:") && pe.LastKey != "" {
+		if f, ok := fieldByKey[pe.LastKey]; ok {
+			return fmt.Sprintf("wrong type (%s): allowed is %s", strings.TrimPrefix(msg, "incompatible types: "), f.allowed())
+		}
+		if strings.HasPrefix(pe.LastKey, "answers.") {
+			return "wrong type: an answer is a string such as \"Yes.\""
+		}
+	}
+	return msg
+}
+
+// unknownMsg says that k is not a key zend knows and lists the ones it does.
+func unknownMsg(k toml.Key) string {
+	if len(k) == 1 {
+		return "unknown table or key; allowed tables are " + strings.Join(tables(), ", ")
+	}
+	var names []string
+	for _, f := range fields {
+		if f.table == k[0] {
+			names = append(names, f.name)
+		}
+	}
+	if len(names) == 0 {
+		return "unknown table [" + k[0] + "]; allowed tables are " + strings.Join(tables(), ", ")
+	}
+	return "unknown key; allowed keys in [" + k[0] + "] are " + strings.Join(names, ", ")
+}
+
+func tables() []string {
+	seen := map[string]bool{"answers": true}
+	out := []string{"[answers]"}
+	for _, f := range fields {
+		if !seen[f.table] {
+			seen[f.table] = true
+			out = append(out, "["+f.table+"]")
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// locateKeys maps each dotted key of a TOML text (as toml.Key.String
+// writes it) to the line that sets it, for error messages: the library
+// reports no position for keys it did not decode, nor for values that pass
+// its parser but not Validate.
+func locateKeys(text string) map[string]int {
+	lines := make(map[string]int)
+	var table toml.Key
+	for i, raw := range strings.Split(text, "\n") {
+		line := strings.TrimSpace(raw)
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		if line[0] == '[' {
+			end := strings.LastIndexByte(line, ']')
+			if end < 0 {
+				continue
+			}
+			inner := strings.Trim(line[:end+1], "[]")
+			table = splitKey(inner)
+			if _, ok := lines[table.String()]; !ok {
+				lines[table.String()] = i + 1
+			}
+			continue
+		}
+		eq := keyEnd(line)
+		if eq < 0 {
+			continue
+		}
+		k := append(append(toml.Key{}, table...), splitKey(line[:eq])...)
+		if _, ok := lines[k.String()]; !ok {
+			lines[k.String()] = i + 1
+		}
+	}
+	return lines
+}
+
+// keyEnd returns the index of the '=' after a key, outside quotes, or -1.
+func keyEnd(line string) int {
+	var q byte
+	for i := 0; i < len(line); i++ {
+		ch := line[i]
+		switch {
+		case q != 0:
+			if ch == '\\' && q == '"' {
+				i++
+			} else if ch == q {
+				q = 0
+			}
+		case ch == '"' || ch == '\'':
+			q = ch
+		case ch == '=':
+			return i
+		}
+	}
+	return -1
+}
+
+// splitKey splits a dotted TOML key, unquoting quoted parts.
+func splitKey(s string) toml.Key {
+	var k toml.Key
+	s = strings.TrimSpace(s)
+	for s != "" {
+		var part string
+		switch s[0] {
+		case '"':
+			end := 1
+			for end < len(s) && s[end] != '"' {
+				if s[end] == '\\' {
+					end++
+				}
+				end++
+			}
+			if end >= len(s) {
+				return append(k, s)
+			}
+			if u, err := strconv.Unquote(s[:end+1]); err == nil {
+				part = u
+			} else {
+				part = s[1:end]
+			}
+			s = s[end+1:]
+		case '\'':
+			end := strings.IndexByte(s[1:], '\'')
+			if end < 0 {
+				return append(k, s)
+			}
+			part = s[1 : end+1]
+			s = s[end+2:]
+		default:
+			end := strings.IndexByte(s, '.')
+			if end < 0 {
+				end = len(s)
+			}
+			part = strings.TrimSpace(s[:end])
+			s = s[end:]
+		}
+		k = append(k, part)
+		s = strings.TrimSpace(s)
+		s = strings.TrimPrefix(s, ".")
+		s = strings.TrimSpace(s)
+	}
+	return k
+}

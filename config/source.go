@@ -1,0 +1,73 @@
+package config
+
+import (
+	"errors"
+	"io/fs"
+	"strings"
+)
+
+// Source says where a configuration comes from: a file, the environment
+// and command-line overrides, in that order of precedence (each on top of
+// the one before, all on top of Default).
+type Source struct {
+	// Path is the file named with -c; "" means $ZEND_CONFIG, or
+	// DefaultPath when that is unset too.
+	Path string
+	// Environ is the environment, as os.Environ returns it.
+	Environ []string
+	// Sets are command-line overrides as "key=value"
+	// ("limits.max_connections=100"), applied in order.
+	Sets []string
+}
+
+// Load loads, overrides and validates the configuration. A file named by
+// Path or ZEND_CONFIG must exist; when DefaultPath does not exist the
+// embedded defaults are used and the returned Config's Path is "". It
+// returns an error matching ErrInvalid for bad content, or one wrapping the
+// file system error when a file cannot be read.
+func (s Source) Load() (*Config, error) {
+	path, explicit := s.Path, true
+	if path == "" {
+		path = lookup(s.Environ, EnvConfig)
+	}
+	if path == "" {
+		path, explicit = DefaultPath, false
+	}
+	c, err := Load(path)
+	if err != nil {
+		if explicit || !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+		c = Default()
+	}
+	if err := c.ApplyEnv(s.Environ); err != nil {
+		return nil, err
+	}
+	var errs []error
+	for _, kv := range s.Sets {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			errs = append(errs, &Error{Source: "flag -set", Msg: "\"" + kv + "\": allowed is key=value, such as limits.max_connections=100"})
+			continue
+		}
+		if err := c.Set(strings.TrimSpace(k), v, "flag -set"); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func lookup(environ []string, name string) string {
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok && k == name {
+			return v
+		}
+	}
+	return ""
+}

@@ -1,0 +1,194 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Engines are the allowed values of server.engine.
+var Engines = []string{"single", "pool", "goroutine"}
+
+// Levels are the allowed values of log.level.
+var Levels = []string{"debug", "info", "warn", "error"}
+
+// Formats are the allowed values of log.format.
+var Formats = []string{"text", "json"}
+
+// MaxQuestionBytesLimit is the largest allowed limits.max_question_bytes.
+const MaxQuestionBytesLimit = 1 << 20
+
+// Validate checks every value and returns nil, or an error matching
+// ErrInvalid that lists each problem with where the value came from (file
+// and line, environment variable or flag), the key, and what is allowed.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		o := c.origin[key]
+		if o.source == "" {
+			o.source = "defaults"
+			if c.Path != "" {
+				o.source = c.Path
+			}
+		}
+		errs = append(errs, &Error{Source: o.source, Line: o.line, Key: key, Msg: fmt.Sprintf(format, args...)})
+	}
+
+	if len(c.Server.Listen) == 0 {
+		bad("server.listen", "empty: allowed is a list of one or more \"host:port\" addresses such as [\"127.0.0.1:1060\", \"[::1]:1060\"]")
+	}
+	for _, a := range c.Server.Listen {
+		if err := checkAddr(a); err != nil {
+			bad("server.listen", "%q: %v", a, err)
+		}
+	}
+	if !oneOf(c.Server.Engine, Engines) {
+		bad("server.engine", "unknown engine %q: allowed are %s", c.Server.Engine, strings.Join(Engines, ", "))
+	}
+	if c.Server.Workers < 1 || c.Server.Workers > 100000 {
+		bad("server.workers", "%d: allowed is 1 to 100000", c.Server.Workers)
+	}
+	if c.Server.AnswerDelay < 0 || c.Server.AnswerDelay.D() > time.Minute {
+		bad("server.answer_delay", "%s: allowed is 0s to 1m", c.Server.AnswerDelay.D())
+	}
+	if c.Server.Backlog < 0 {
+		bad("server.backlog", "%d: allowed is 0 (the system maximum, net.core.somaxconn) or a positive number", c.Server.Backlog)
+	}
+
+	if c.Daemon.Pidfile == "" {
+		bad("daemon.pidfile", "empty: allowed is a file path such as \"/run/zend/zend.pid\"")
+	}
+	if _, err := ParseUmask(c.Daemon.Umask); err != nil {
+		bad("daemon.umask", "%v", err)
+	}
+	if c.Daemon.Group != "" && c.Daemon.User == "" {
+		bad("daemon.group", "set without daemon.user: allowed is a group together with a user")
+	}
+
+	if !oneOf(c.Log.Level, Levels) {
+		bad("log.level", "unknown level %q: allowed are %s", c.Log.Level, strings.Join(Levels, ", "))
+	}
+	if !oneOf(c.Log.Format, Formats) {
+		bad("log.format", "unknown format %q: allowed are %s", c.Log.Format, strings.Join(Formats, ", "))
+	}
+	if c.Log.MaxSizeMB < 0 {
+		bad("log.max_size_mb", "%d: allowed is 0 (no size rotation) or more", c.Log.MaxSizeMB)
+	}
+	if c.Log.MaxBackups < 0 {
+		bad("log.max_backups", "%d: allowed is 0 (keep all) or more", c.Log.MaxBackups)
+	}
+	if c.Log.MaxAgeDays < 0 {
+		bad("log.max_age_days", "%d: allowed is 0 (keep forever) or more", c.Log.MaxAgeDays)
+	}
+
+	if c.Limits.MaxConnections < 1 {
+		bad("limits.max_connections", "%d: allowed is 1 or more", c.Limits.MaxConnections)
+	}
+	if c.Limits.MaxQuestionBytes < 1 || c.Limits.MaxQuestionBytes > MaxQuestionBytesLimit {
+		bad("limits.max_question_bytes", "%d: allowed is 1 to %d", c.Limits.MaxQuestionBytes, MaxQuestionBytesLimit)
+	}
+	for _, d := range []struct {
+		key string
+		v   Duration
+	}{
+		{"limits.idle_timeout", c.Limits.IdleTimeout},
+		{"limits.question_timeout", c.Limits.QuestionTimeout},
+		{"limits.write_timeout", c.Limits.WriteTimeout},
+		{"limits.shutdown_timeout", c.Limits.ShutdownTimeout},
+	} {
+		if d.v <= 0 {
+			bad(d.key, "%s: allowed is a positive duration such as \"30s\"", d.v.D())
+		}
+	}
+
+	for q, a := range c.Answers {
+		key := "answers." + quoteKey(q)
+		if err := checkQuestion(q, c.Limits.MaxQuestionBytes); err != nil {
+			bad(key, "question %q: %v", q, err)
+		}
+		if err := checkAnswer(a); err != nil {
+			bad(key, "answer %q: %v", a, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// quoteKey writes an [answers] key as toml.Key.String does.
+func quoteKey(q string) string {
+	for _, r := range q {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-') {
+			return strconv.Quote(q)
+		}
+	}
+	return q
+}
+
+func checkQuestion(q string, max int) error {
+	switch {
+	case !strings.HasSuffix(q, "?"):
+		return errors.New("must end with '?': allowed is a question such as \"Readability counts?\"")
+	case strings.Count(q, "?") != 1:
+		return errors.New("has a '?' before its end: a question ends at its first '?'")
+	case q != strings.TrimLeft(q, " \t\r\n"):
+		return errors.New("starts with whitespace, which zend skips before a question: remove it")
+	case max > 0 && len(q) > max:
+		return fmt.Errorf("is %d bytes, longer than limits.max_question_bytes (%d)", len(q), max)
+	}
+	return nil
+}
+
+func checkAnswer(a string) error {
+	switch {
+	case !strings.HasSuffix(a, "."):
+		return errors.New("must end with '.': clients read an answer up to its period, allowed is a text such as \"Yes.\"")
+	case strings.Count(a, ".") != 1:
+		return errors.New("has a '.' before its end: clients read an answer up to its first period")
+	}
+	return nil
+}
+
+// checkAddr checks a listen address: "host:port", host an IP address, a
+// host name, or empty for every interface; IPv6 in brackets.
+func checkAddr(a string) error {
+	host, port, err := net.SplitHostPort(a)
+	if err != nil {
+		return fmt.Errorf("not host:port (%v): allowed is an address such as \"127.0.0.1:1060\", \"[::1]:1060\" or \":1060\"", strings.TrimPrefix(err.Error(), "address "+a+": "))
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("port %q: allowed is a number from 0 to 65535", port)
+	}
+	if host == "" || net.ParseIP(host) != nil {
+		return nil
+	}
+	if strings.Contains(host, ":") {
+		return fmt.Errorf("host %q is not an IP address: allowed is an IPv4 or IPv6 address or a host name", host)
+	}
+	for _, r := range host {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.') {
+			return fmt.Errorf("host %q is not an IP address or host name", host)
+		}
+	}
+	return nil
+}
+
+// ParseUmask parses an octal umask such as "0022" or "027".
+func ParseUmask(s string) (int, error) {
+	n, err := strconv.ParseUint(s, 8, 32)
+	if err != nil || n > 0o777 {
+		return 0, fmt.Errorf("%q: allowed is an octal number from \"0000\" to \"0777\", such as \"0022\"", s)
+	}
+	return int(n), nil
+}
+
+func oneOf(s string, allowed []string) bool {
+	for _, a := range allowed {
+		if s == a {
+			return true
+		}
+	}
+	return false
+}
