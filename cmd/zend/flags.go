@@ -1,0 +1,102 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+	"strings"
+
+	"zend/config"
+)
+
+// global holds the flags every command takes and the command itself.
+type global struct {
+	command string
+	args    []string
+	source  config.Source
+}
+
+// multi is a repeatable string flag.
+type multi []string
+
+func (m *multi) String() string     { return strings.Join(*m, ",") }
+func (m *multi) Set(v string) error { *m = append(*m, v); return nil }
+
+// parseGlobal parses "[flags] COMMAND [flags] [args]": flags may stand
+// before and after the command.
+func parseGlobal(args []string, stderr io.Writer) (*global, error) {
+	var (
+		g      global
+		listen multi
+		sets   multi
+		engine string
+		path   string
+	)
+	fs := flag.NewFlagSet("zend", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&path, "c", "", "configuration `file` (default $ZEND_CONFIG, else "+config.DefaultPath+")")
+	fs.Var(&listen, "listen", "listen on `host:port` instead of server.listen (repeatable)")
+	fs.StringVar(&engine, "engine", "", "server `engine`: "+strings.Join(config.Engines, ", "))
+	fs.Var(&sets, "set", "override a key, as `key=value` (repeatable), e.g. -set limits.max_connections=100")
+	parse := func(a []string) error {
+		if err := fs.Parse(a); err != nil {
+			if err == flag.ErrHelp {
+				usage(stderr)
+				return errUsage
+			}
+			fmt.Fprintln(stderr, "zend:", err)
+			usage(stderr)
+			return errUsage
+		}
+		return nil
+	}
+	if err := parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		g.command = fs.Arg(0)
+		if err := parse(fs.Args()[1:]); err != nil {
+			return nil, err
+		}
+		g.args = fs.Args()
+	}
+	g.source = config.Source{Path: path, Environ: os.Environ()}
+	if len(listen) > 0 {
+		g.source.Sets = append(g.source.Sets, "server.listen="+strings.Join(listen, ","))
+	}
+	if engine != "" {
+		g.source.Sets = append(g.source.Sets, "server.engine="+engine)
+	}
+	g.source.Sets = append(g.source.Sets, sets...)
+	return &g, nil
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `usage: zend [flags] command
+
+commands:
+  run       serve in the foreground (logs to stderr unless log.file is set)
+  check     validate the configuration and print it with every default
+  version   print the version
+  help      print this help
+
+flags (before or after the command):
+  -c FILE            configuration file (default $ZEND_CONFIG, else /etc/zend.toml;
+                     when /etc/zend.toml is missing the embedded defaults are used)
+  -listen HOST:PORT  listen address instead of server.listen (repeatable)
+  -engine NAME       server engine: single, pool, goroutine
+  -set KEY=VALUE     override any scalar key, e.g. -set limits.max_connections=100
+
+Precedence: defaults < file < ZEND_* environment < flags.
+`)
+}
+
+// version returns the module version the binary was built from.
+func version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "devel"
+}
