@@ -6,3 +6,9 @@ require (
 	github.com/BurntSushi/toml v1.6.0
 	golang.org/x/sys v0.50.0
 )
+
+require (
+	github.com/kardianos/osext v0.0.0-20190222173326-2bc1f35cddc0 // indirect
+	github.com/sevlyar/go-daemon v0.1.6 // indirect
+	gopkg.in/natefinch/lumberjack.v2 v2.2.1 // indirect
+)

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -20,16 +19,6 @@ func logLevel(s string) slog.Level {
 		return slog.LevelError
 	}
 	return slog.LevelInfo
-}
-
-// newLogger returns a logger writing format ("text" or "json") records at
-// level or above to w. The level can be changed later through lv.
-func newLogger(w io.Writer, format string, lv *slog.LevelVar) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: lv}
-	if format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 // openAppend opens (creating it 0640, and its folder 0750, when missing) a

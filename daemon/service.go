@@ -15,23 +15,25 @@ import (
 
 // Service is a protocol.Server built from a configuration, with its
 // listeners. Open binds synchronously, so that bind errors reach the caller;
-// Start serves in goroutines.
+// Start serves in goroutines. Reload changes it while it serves.
 type Service struct {
-	log   *slog.Logger
-	level *slog.LevelVar
+	log *slog.Logger
 
-	mu   sync.Mutex
-	cfg  *config.Config
-	srv  *protocol.Server
-	lns  []net.Listener
-	errc chan error
-	wg   sync.WaitGroup
+	mu      sync.Mutex
+	cfg     *config.Config
+	srv     *protocol.Server
+	addrs   []string                // server.listen, in order
+	lns     map[string]net.Listener // by server.listen entry
+	removed map[net.Listener]bool   // closed on purpose by a reload
+	started bool
+	errc    chan error
+	wg      sync.WaitGroup
 }
 
 // NewService returns a service for cfg (already validated) that logs to
-// log; level is the logger's level, changed on reload.
-func NewService(cfg *config.Config, log *slog.Logger, level *slog.LevelVar) (*Service, error) {
-	s := &Service{log: log, level: level, cfg: cfg, errc: make(chan error, 1)}
+// log.
+func NewService(cfg *config.Config, log *slog.Logger) (*Service, error) {
+	s := &Service{log: log, cfg: cfg, errc: make(chan error, 1), lns: map[string]net.Listener{}, removed: map[net.Listener]bool{}}
 	srv, err := protocol.NewServer(protocol.Engine(cfg.Server.Engine), cfg.Server.Workers, s.settings(cfg), log)
 	if err != nil {
 		return nil, err
@@ -73,53 +75,91 @@ func (s *Service) settings(cfg *config.Config) protocol.Settings {
 	}
 }
 
-// Open binds every address of server.listen. On error nothing stays bound.
-func (s *Service) Open() error {
-	for _, a := range s.cfg.Server.Listen {
-		ln, err := Listen(a, s.cfg.Server.Backlog)
+// bind binds addrs; on error nothing stays bound.
+func bind(addrs []string, backlog int) (map[string]net.Listener, error) {
+	out := make(map[string]net.Listener, len(addrs))
+	for _, a := range addrs {
+		if _, dup := out[a]; dup {
+			continue
+		}
+		ln, err := Listen(a, backlog)
 		if err != nil {
-			for _, l := range s.lns {
+			for _, l := range out {
 				l.Close()
 			}
-			s.lns = nil
-			return err
+			return nil, err
 		}
-		s.lns = append(s.lns, ln)
+		out[a] = ln
 	}
+	return out, nil
+}
+
+// Open binds every address of server.listen. On error nothing stays bound.
+func (s *Service) Open() error {
+	lns, err := bind(s.cfg.Server.Listen, s.cfg.Server.Backlog)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lns = lns
+	s.addrs = slices.Clone(s.cfg.Server.Listen)
 	return nil
 }
 
 // Start serves every listener in its own goroutine. A listener that fails
 // for good is reported on Err.
 func (s *Service) Start() {
-	for _, ln := range s.lns {
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			if err := s.srv.Serve(ln); err != nil && !errors.Is(err, protocol.ErrServerClosed) {
-				select {
-				case s.errc <- err:
-				default:
-				}
-			}
-		}()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.started = true
+	for _, a := range s.addrs {
+		if ln, ok := s.lns[a]; ok {
+			s.serve(ln)
+		}
 	}
+}
+
+func (s *Service) serve(ln net.Listener) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		err := s.srv.Serve(ln)
+		s.mu.Lock()
+		onPurpose := s.removed[ln]
+		delete(s.removed, ln)
+		s.mu.Unlock()
+		if err != nil && !errors.Is(err, protocol.ErrServerClosed) && !onPurpose {
+			select {
+			case s.errc <- err:
+			default:
+			}
+		}
+	}()
 }
 
 // Err delivers the first error that stopped a listener.
 func (s *Service) Err() <-chan error { return s.errc }
 
-// Addrs returns the bound addresses (the real ports of ":0").
+// Addrs returns the bound addresses (the real ports of ":0"), in the order
+// of server.listen.
 func (s *Service) Addrs() []net.Addr {
-	out := make([]net.Addr, len(s.lns))
-	for i, ln := range s.lns {
-		out[i] = ln.Addr()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []net.Addr
+	for _, a := range s.addrs {
+		if ln, ok := s.lns[a]; ok {
+			out = append(out, ln.Addr())
+		}
 	}
 	return out
 }
 
 // Stats returns the server's counters.
 func (s *Service) Stats() protocol.Stats { return s.srv.Stats() }
+
+// Engine returns the engine in use.
+func (s *Service) Engine() string { return string(s.srv.Engine()) }
 
 // Shutdown drains the server (see protocol.Server.Shutdown) and waits for
 // the serving goroutines.
@@ -129,40 +169,67 @@ func (s *Service) Shutdown(ctx context.Context) (protocol.DrainResult, error) {
 	return res, err
 }
 
-// Reload applies cfg (already validated) to the running service: answers,
-// limits, answer delay and log level change at once, without dropping a
-// connection. Keys that need a restart are logged and keep their old value.
+// Reload applies cfg (already validated) to the running service, without
+// dropping a connection: answers, limits and answer delay change at once;
+// new listen addresses are bound first and removed ones closed after. On
+// error (a new address cannot be bound) nothing changes. Keys that need a
+// restart are logged and keep their old value.
 func (s *Service) Reload(cfg *config.Config) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old := s.cfg
-	var fixed []string
-	if cfg.Server.Engine != old.Server.Engine {
-		fixed = append(fixed, "server.engine")
+	var added, gone []string
+	for _, a := range cfg.Server.Listen {
+		if _, ok := s.lns[a]; !ok && !slices.Contains(added, a) {
+			added = append(added, a)
+		}
 	}
-	if cfg.Server.Workers != old.Server.Workers {
-		fixed = append(fixed, "server.workers")
+	for _, a := range s.addrs {
+		if !slices.Contains(cfg.Server.Listen, a) {
+			gone = append(gone, a)
+		}
 	}
-	if !slices.Equal(cfg.Server.Listen, old.Server.Listen) {
-		fixed = append(fixed, "server.listen")
+	fresh, err := bind(added, cfg.Server.Backlog)
+	if err != nil {
+		return fmt.Errorf("server.listen: %w", err)
 	}
-	if cfg.Server.Backlog != old.Server.Backlog {
-		fixed = append(fixed, "server.backlog")
-	}
-	if cfg.Log.File != old.Log.File || cfg.Log.Format != old.Log.Format {
-		fixed = append(fixed, "log.file", "log.format")
-	}
-	for _, k := range fixed {
+	for _, k := range needRestart(old, cfg) {
 		s.log.Warn("changed key needs a restart, keeping the old value", "key", k)
 	}
 	s.srv.Update(s.settings(cfg))
-	s.level.Set(logLevel(cfg.Log.Level))
+	for _, a := range added {
+		s.lns[a] = fresh[a]
+		if s.started {
+			s.serve(fresh[a])
+		}
+	}
+	for _, a := range gone {
+		ln := s.lns[a]
+		s.removed[ln] = true
+		ln.Close()
+		delete(s.lns, a)
+		s.log.Info("stopped listening", "addr", ln.Addr().String())
+	}
+	s.addrs = slices.Clone(cfg.Server.Listen)
 	s.cfg = cfg
-	s.log.Info("configuration reloaded", "answers", len(cfg.Answers)+len(protocol.Builtin()), "max_connections", cfg.Limits.MaxConnections)
 	return nil
 }
 
-// String describes the service for log lines.
-func (s *Service) String() string {
-	return fmt.Sprintf("%s engine on %v", s.cfg.Server.Engine, s.Addrs())
+// needRestart lists the keys that differ between old and cfg and cannot
+// change while zend runs.
+func needRestart(old, cfg *config.Config) []string {
+	var keys []string
+	if cfg.Server.Engine != old.Server.Engine {
+		keys = append(keys, "server.engine")
+	}
+	if cfg.Server.Workers != old.Server.Workers {
+		keys = append(keys, "server.workers")
+	}
+	if cfg.Server.Backlog != old.Server.Backlog {
+		keys = append(keys, "server.backlog (for addresses already bound)")
+	}
+	if cfg.Daemon != old.Daemon {
+		keys = append(keys, "daemon")
+	}
+	return keys
 }

@@ -1,0 +1,14 @@
+package daemon
+
+import (
+	"os"
+	"syscall"
+)
+
+// inode returns the inode number of fi.
+func inode(fi os.FileInfo) uint64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Ino
+	}
+	return 0
+}
