@@ -71,3 +71,36 @@ func lookup(environ []string, name string) string {
 	}
 	return ""
 }
+
+// Pidfile returns daemon.pidfile as the file, environment and flags set it,
+// even when other keys are invalid, so that "zend stop" and "zend status"
+// still find a running daemon after someone broke the file. It falls back
+// to the default.
+func (s Source) Pidfile() string {
+	if c, err := s.Load(); err == nil {
+		return c.Abs(c.Daemon.Pidfile)
+	}
+	c := Default()
+	path := s.Path
+	if path == "" {
+		path = lookup(s.Environ, EnvConfig)
+	}
+	if path == "" {
+		path = DefaultPath
+	}
+	if fc, err := Load(path); err == nil {
+		c = fc
+	}
+	if v := lookup(s.Environ, fieldByKey["daemon.pidfile"].env); v != "" {
+		c.Daemon.Pidfile = v
+	}
+	for _, kv := range s.Sets {
+		if k, v, ok := strings.Cut(kv, "="); ok && strings.TrimSpace(k) == "daemon.pidfile" {
+			c.Daemon.Pidfile = v
+		}
+	}
+	if c.Daemon.Pidfile == "" {
+		c.Daemon.Pidfile = Default().Daemon.Pidfile
+	}
+	return c.Abs(c.Daemon.Pidfile)
+}

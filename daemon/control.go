@@ -1,0 +1,134 @@
+package daemon
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+)
+
+// ControlPath returns the control socket of the daemon whose pidfile is
+// pidfile: the same path with ".sock" instead of ".pid".
+func ControlPath(pidfile string) string {
+	return strings.TrimSuffix(pidfile, ".pid") + ".sock"
+}
+
+// Status is what a running daemon reports about itself.
+type Status struct {
+	Pid        int          `json:"pid"`
+	Started    time.Time    `json:"started"`
+	Uptime     string       `json:"uptime"`
+	Listen     []string     `json:"listen"`
+	Engine     string       `json:"engine"`
+	Open       int64        `json:"open_connections"`
+	Total      uint64       `json:"total_connections"`
+	Config     string       `json:"config"`
+	Log        string       `json:"log"`
+	User       string       `json:"user,omitempty"`
+	LastReload ReloadResult `json:"last_reload"`
+}
+
+// status builds the instance's Status.
+func (in *instance) status() Status {
+	st := Status{
+		Pid:        os.Getpid(),
+		Started:    in.started,
+		Uptime:     time.Since(in.started).Round(time.Second).String(),
+		Engine:     in.svc.Engine(),
+		Config:     in.cfg.Path,
+		Log:        in.sink.Path(),
+		User:       in.cfg.Daemon.User,
+		LastReload: in.lastReload(),
+	}
+	if st.Config == "" {
+		st.Config = "(embedded defaults)"
+	}
+	if st.Log == "" {
+		st.Log = "(stderr)"
+	}
+	for _, a := range in.svc.Addrs() {
+		st.Listen = append(st.Listen, a.String())
+	}
+	s := in.svc.Stats()
+	st.Open, st.Total = s.Open, s.Total
+	return st
+}
+
+// control serves the control socket: one line in ("status"), one JSON line
+// out.
+type control struct {
+	ln   *net.UnixListener
+	path string
+}
+
+// listenControl creates the control socket at path, mode 0600 (root and
+// the daemon's user only), replacing a stale one: the caller holds the
+// pidfile lock, so no live daemon owns it.
+func listenControl(path string) (*control, error) {
+	os.Remove(path)
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	ln.SetUnlinkOnClose(false)
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	return &control{ln: ln, path: path}, nil
+}
+
+func (c *control) serve(in *instance) {
+	for {
+		conn, err := c.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		go func() {
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(5 * time.Second))
+			line, err := bufio.NewReader(conn).ReadString('\n')
+			if err != nil {
+				return
+			}
+			switch strings.TrimSpace(line) {
+			case "status":
+				json.NewEncoder(conn).Encode(in.status())
+			default:
+				fmt.Fprintf(conn, "{\"error\":%q}\n", "unknown command")
+			}
+		}()
+	}
+}
+
+func (c *control) close() {
+	c.ln.Close()
+	os.Remove(c.path)
+}
+
+// QueryStatus asks the daemon behind the control socket at path for its
+// status.
+func QueryStatus(path string) (Status, error) {
+	var st Status
+	conn, err := net.DialTimeout("unix", path, 2*time.Second)
+	if err != nil {
+		return st, fmt.Errorf("control socket: %w", err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := conn.Write([]byte("status\n")); err != nil {
+		return st, fmt.Errorf("control socket: %w", err)
+	}
+	if err := json.NewDecoder(conn).Decode(&st); err != nil {
+		return st, fmt.Errorf("control socket: %w", err)
+	}
+	return st, nil
+}

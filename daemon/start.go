@@ -1,0 +1,472 @@
+package daemon
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	godaemon "github.com/sevlyar/go-daemon"
+	"golang.org/x/sys/unix"
+
+	"zend/config"
+)
+
+// The stages of "zend start". Go cannot fork without exec, so the classic
+// double fork is two re-executions of the same binary with the same
+// arguments; main runs again in each, and this marker says which stage it
+// is. go-daemon's own marker (_GO_DAEMON) is shared by every go-daemon
+// program, so a zend started by another go-daemon program would believe it
+// was reborn: zend trusts only its own marker and strips both from what it
+// passes on.
+const (
+	envStage   = "_ZEND_STAGE"    // "1": after the first fork; "2": the daemon
+	envReadyFD = "_ZEND_READY_FD" // the readiness pipe's write end
+)
+
+// Messages on the readiness pipe, one per line.
+const (
+	msgPid   = "ZEND-PID "   // the daemon's pid, sent first
+	msgReady = "ZEND-READY"  // initialisation is complete
+	msgError = "ZEND-ERROR " // why it failed
+)
+
+// StartOptions configure Start.
+type StartOptions struct {
+	// Source is where the configuration comes from.
+	Source config.Source
+	// Args are the command line to run again in each stage (os.Args).
+	Args []string
+	// Stdout receives the success line, Stderr the reasons of a failure.
+	Stdout, Stderr io.Writer
+	// ReadyTimeout bounds the wait for the daemon's report (default 30 s).
+	ReadyTimeout time.Duration
+}
+
+// Start runs "zend start". In the original process it checks the
+// configuration, forks the daemon (twice, through go-daemon and a second
+// re-execution) and returns only when the daemon reports that it is
+// serving (nil) or why it failed (an error; no process and no pidfile are
+// left behind). In the re-executed stages it does the work of that stage
+// and never returns to the caller's command code with an error it should
+// print: the daemon stage returns when the daemon stops.
+func Start(ctx context.Context, opts StartOptions) error {
+	switch os.Getenv(envStage) {
+	case "1":
+		if !godaemon.WasReborn() {
+			return errors.New("stage marker without go-daemon's: refusing to run as a daemon stage")
+		}
+		os.Exit(middleStage())
+	case "2":
+		return daemonStage(ctx, opts)
+	}
+	return startParent(opts)
+}
+
+// envClean marks a process that exec'ed itself with an empty signal mask.
+const envClean = "_ZEND_CLEAN_MASK"
+
+// cleanExec makes the starter begin again with an empty signal mask (step
+// 3): Go starts every thread from the mask the process started with, and
+// every process it forks inherits it, so a mask that the caller blocked
+// (SIGUSR1 in a shell's trap, for example) would reach the daemon. An exec
+// from a thread whose mask was emptied resets it at the root. SIGHUP and
+// SIGINT, which Go keeps ignored when the caller ignored them (nohup), are
+// handled first so that exec resets them to the default (step 2).
+func cleanExec() error {
+	if os.Getenv(envClean) == "1" {
+		os.Unsetenv(envClean)
+		return nil
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGHUP, syscall.SIGINT)
+	runtime.LockOSThread() // the exec happens on this thread, with its mask
+	var empty unix.Sigset_t
+	if err := unix.PthreadSigmask(unix.SIG_SETMASK, &empty, nil); err != nil {
+		return err
+	}
+	return syscall.Exec(exe, os.Args, append(os.Environ(), envClean+"=1"))
+}
+
+// startParent is the original process: steps 1-5 and 15.
+func startParent(opts StartOptions) error {
+	if err := cleanExec(); err != nil {
+		return fmt.Errorf("reset signal mask: %w", err)
+	}
+	cfg, err := opts.Source.Load()
+	if err != nil {
+		return err
+	}
+	pidfile := cfg.Abs(cfg.Daemon.Pidfile)
+	switch state, pid, err := CheckPidfile(pidfile); {
+	case err != nil:
+		return err
+	case state == Running:
+		return fmt.Errorf("already running (pid %d, pidfile %s)", pid, pidfile)
+	}
+	if _, err := lookupCredential(cfg.Daemon.User, cfg.Daemon.Group); err != nil {
+		return err
+	}
+
+	// Step 1: nothing the caller left open (other than 0-2) may reach the
+	// daemon: mark it close-on-exec.
+	markInheritedCloexec(-1)
+	// Step 2: handlers. SIGHUP and SIGINT ignored by the caller (nohup)
+	// would stay ignored across exec; handling them here makes exec reset
+	// them to the default. Every other signal Go handles is reset by exec.
+	// Step 3 was done by cleanExec.
+	hold := make(chan os.Signal, 1)
+	signal.Notify(hold, syscall.SIGHUP, syscall.SIGINT)
+	defer signal.Stop(hold)
+
+	// Step 14's channel, created before the first fork.
+	r, w, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("readiness pipe: %w", err)
+	}
+	defer r.Close()
+	if _, err := unix.FcntlInt(w.Fd(), unix.F_SETFD, 0); err != nil {
+		w.Close()
+		return fmt.Errorf("readiness pipe: %w", err)
+	}
+
+	// Steps 4-6: a sanitised environment, fork (re-exec) and setsid, done
+	// by go-daemon.
+	env := sanitizeEnv(os.Environ())
+	env = append(env, envStage+"=1", envReadyFD+"="+strconv.Itoa(int(w.Fd())))
+	// go-daemon decides parent or child by its marker alone: one inherited
+	// from another go-daemon program must not make this process the child.
+	os.Unsetenv(godaemon.MARK_NAME)
+	dctx := &godaemon.Context{Env: env, Args: opts.Args}
+	child, err := dctx.Reborn()
+	w.Close()
+	if err != nil {
+		return fmt.Errorf("fork: %w", err)
+	}
+	go child.Wait() // reap the first child when it exits (step 8)
+
+	timeout := opts.ReadyTimeout
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	pid, err := awaitReady(r, timeout)
+	if err != nil {
+		if pid > 0 && errors.Is(err, errReadyTimeout) {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+		return err
+	}
+	fmt.Fprintf(opts.Stdout, "zend started (pid %d)\n", pid)
+	return nil
+}
+
+var errReadyTimeout = errors.New("the daemon did not report ready")
+
+// awaitReady reads the readiness pipe until the daemon reports ready, an
+// error, or closes the pipe without a word (it died: whatever it printed,
+// a runtime panic for example, is the reason).
+func awaitReady(r *os.File, timeout time.Duration) (pid int, err error) {
+	r.SetReadDeadline(time.Now().Add(timeout))
+	br := bufio.NewReader(r)
+	var other []string
+	for {
+		line, rerr := br.ReadString('\n')
+		line = strings.TrimRight(line, "\n")
+		switch {
+		case strings.HasPrefix(line, msgPid):
+			pid, _ = strconv.Atoi(strings.TrimPrefix(line, msgPid))
+		case line == msgReady:
+			return pid, nil
+		case strings.HasPrefix(line, msgError):
+			return pid, errors.New(strings.TrimPrefix(line, msgError))
+		case line != "":
+			other = append(other, line)
+		}
+		if rerr != nil {
+			if errors.Is(rerr, os.ErrDeadlineExceeded) {
+				return pid, fmt.Errorf("%w within %v", errReadyTimeout, timeout)
+			}
+			msg := "the daemon exited during startup without a reason"
+			if len(other) > 0 {
+				msg = "the daemon exited during startup: " + strings.Join(other, "\n")
+			}
+			return pid, errors.New(msg)
+		}
+	}
+}
+
+// sanitizeEnv keeps what zend needs: its own ZEND_* settings, TZ, and a
+// fixed PATH; go-daemon's and zend's stage markers are dropped.
+func sanitizeEnv(environ []string) []string {
+	out := []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	for _, kv := range environ {
+		k, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, "ZEND_") || k == "TZ" {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// markInheritedCloexec marks every descriptor above 2 that is not
+// close-on-exec (so was inherited, not opened by Go) close-on-exec, except
+// keep.
+func markInheritedCloexec(keep int) {
+	for _, fd := range openFds() {
+		if fd <= 2 || fd == keep {
+			continue
+		}
+		if flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err == nil && flags&unix.FD_CLOEXEC == 0 {
+			unix.FcntlInt(uintptr(fd), unix.F_SETFD, flags|unix.FD_CLOEXEC)
+		}
+	}
+}
+
+// closeInherited closes every descriptor above 2 that is not
+// close-on-exec, except keep: what an exec passed on without meaning to.
+func closeInherited(keep int) {
+	for _, fd := range openFds() {
+		if fd <= 2 || fd == keep {
+			continue
+		}
+		if flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err == nil && flags&unix.FD_CLOEXEC == 0 {
+			unix.Close(fd)
+		}
+	}
+}
+
+// openFds lists the process's open descriptors.
+func openFds() []int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return nil
+	}
+	var fds []int
+	for _, e := range ents {
+		if fd, err := strconv.Atoi(e.Name()); err == nil {
+			fds = append(fds, fd)
+		}
+	}
+	return fds
+}
+
+// readyPipe returns the readiness pipe named by the environment.
+func readyPipe() *os.File {
+	fd, err := strconv.Atoi(os.Getenv(envReadyFD))
+	if err != nil || fd < 3 {
+		return nil
+	}
+	return os.NewFile(uintptr(fd), "readiness-pipe")
+}
+
+// middleStage is the first child, a session leader since go-daemon's
+// setsid (step 6): it forks again (step 7) so that the daemon is not a
+// session leader and can never acquire a terminal, then exits (step 8).
+func middleStage() int {
+	ready := readyPipe()
+	if ready == nil {
+		fmt.Fprintln(os.Stderr, "zend: stage 1 without a readiness pipe")
+		return 1
+	}
+	fail := func(err error) int {
+		fmt.Fprintf(ready, "%s%v\n", msgError, err)
+		return 1
+	}
+	// go-daemon's child half: reads the context from stdin, puts /dev/null
+	// on fd 0.
+	if _, err := (&godaemon.Context{}).Reborn(); err != nil {
+		return fail(fmt.Errorf("fork: %w", err))
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fail(err)
+	}
+	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		return fail(err)
+	}
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if k != envStage && k != envReadyFD && k != godaemon.MARK_NAME {
+			env = append(env, kv)
+		}
+	}
+	env = append(env, envStage+"=2", envReadyFD+"=3")
+	cmd := &exec.Cmd{
+		Path:   exe,
+		Args:   os.Args,
+		Env:    env,
+		Stdin:  null,
+		Stdout: null,
+		// Until the daemon has its log, what it writes to stderr (a
+		// runtime panic) goes to the process that ran "zend start".
+		Stderr:     ready,
+		ExtraFiles: []*os.File{ready},
+	}
+	if err := cmd.Start(); err != nil {
+		return fail(fmt.Errorf("second fork: %w", err))
+	}
+	return 0
+}
+
+// daemonStage is the daemon: steps 1, 3 and 9-14, then it serves.
+func daemonStage(ctx context.Context, opts StartOptions) (err error) {
+	ready := readyPipe()
+	if ready == nil {
+		return errors.New("daemon stage without a readiness pipe")
+	}
+	closeInherited(int(ready.Fd())) // step 1
+	// Children (an upgrade) must start afresh, not as a stage.
+	os.Unsetenv(envStage)
+	os.Unsetenv(envReadyFD)
+	fmt.Fprintf(ready, "%s%d\n", msgPid, os.Getpid())
+	fail := func(err error) error { // step 14, failure
+		fmt.Fprintf(ready, "%s%v\n", msgError, err)
+		ready.Close()
+		return &silentError{err}
+	}
+
+	src := opts.Source
+	cfg, err := src.Load()
+	if err != nil {
+		return fail(err)
+	}
+	if cfg.Path != "" {
+		src.Path = cfg.Path // absolute: a reload after chdir / finds it
+	}
+	umask, _ := config.ParseUmask(cfg.Daemon.Umask)
+	unix.Umask(umask) // step 10
+	cred, err := lookupCredential(cfg.Daemon.User, cfg.Daemon.Group)
+	if err != nil {
+		return fail(err)
+	}
+	if cred != nil && os.Geteuid() != 0 {
+		cred = nil // not root: nothing to drop; said in the log below
+	}
+
+	// Folders the daemon creates for its pidfile and log are given to the
+	// user it drops to, so it can still remove the pidfile and rotate.
+	pidfilePath := cfg.Abs(cfg.Daemon.Pidfile)
+	logFile := logPath(cfg, config.DefaultLogFile)
+	var made []string
+	for _, dir := range []string{filepath.Dir(pidfilePath), filepath.Dir(logFile)} {
+		if dir == "." || dir == "" {
+			continue
+		}
+		if _, serr := os.Stat(dir); os.IsNotExist(serr) {
+			mode := os.FileMode(0o755)
+			if dir == filepath.Dir(logFile) {
+				mode = 0o750
+			}
+			if err := os.MkdirAll(dir, mode); err != nil {
+				return fail(fmt.Errorf("create %s: %w", dir, err))
+			}
+			made = append(made, dir)
+		}
+	}
+
+	// Step 9: stdin is /dev/null (stage 1 gave it); stdout and stderr go to
+	// the log file with dup2, so a runtime panic lands in the log.
+	sink, err := newLogSink(cfg, config.DefaultLogFile, io.Discard, true)
+	if err != nil {
+		return fail(err)
+	}
+	defer sink.Close()
+	log := sink.Logger()
+	if os.Chdir("/") != nil { // step 11
+		return fail(errors.New("chdir /: failed"))
+	}
+
+	pf, err := AcquirePidfile(pidfilePath, os.Getpid()) // step 12
+	if err != nil {
+		return fail(err)
+	}
+	defer func() {
+		if rerr := pf.Release(); rerr != nil {
+			log.Warn("cannot remove the pidfile", "err", rerr.Error())
+		}
+	}()
+
+	in := &instance{src: src, cfg: cfg, defLog: config.DefaultLogFile, sink: sink, log: log, started: time.Now()}
+	svc, err := NewService(cfg, log)
+	if err != nil {
+		return fail(err)
+	}
+	if err := svc.Open(); err != nil { // bind before dropping privileges
+		return fail(err)
+	}
+	in.svc = svc
+	ctl, err := listenControl(ControlPath(pidfilePath))
+	if err != nil {
+		svc.Shutdown(context.Background())
+		return fail(err)
+	}
+	defer ctl.close()
+
+	if cred != nil { // step 13
+		for _, p := range append(made, ctl.path, logFile) {
+			if p != "" {
+				if err := cred.chown(p); err != nil {
+					log.Warn("cannot give a file to the daemon's user", "err", err.Error())
+				}
+			}
+		}
+		if err := cred.drop(); err != nil {
+			svc.Shutdown(context.Background())
+			return fail(err)
+		}
+	} else if cfg.Daemon.User != "" {
+		log.Warn("daemon.user ignored: not started as root", "user", cfg.Daemon.User)
+	}
+
+	sigc, stopSignals := notifySignals()
+	defer stopSignals()
+	svc.Start()
+	go ctl.serve(in)
+	if cfg.Path == "" {
+		log.Info("no configuration file, running on embedded defaults", "missing", config.DefaultPath)
+	}
+	log.Info("zend daemon ready", "pid", os.Getpid(), "engine", cfg.Server.Engine,
+		"addrs", fmt.Sprint(svc.Addrs()), "pidfile", pidfilePath, "user", userName(cred))
+	fmt.Fprintln(ready, msgReady) // step 14: initialisation is complete
+	ready.Close()
+
+	if err := in.loop(ctx, sigc); err != nil {
+		return &silentError{err}
+	}
+	return nil
+}
+
+func userName(c *credential) string {
+	if c == nil {
+		return strconv.Itoa(os.Geteuid())
+	}
+	return c.user
+}
+
+// silentError is an error already reported (to the starter or the log);
+// the daemon exits 1 without printing it again.
+type silentError struct{ err error }
+
+func (e *silentError) Error() string { return e.err.Error() }
+func (e *silentError) Unwrap() error { return e.err }
+
+// IsReported reports whether err was already reported by the daemon.
+func IsReported(err error) bool {
+	var s *silentError
+	return errors.As(err, &s)
+}
