@@ -445,22 +445,7 @@ func TestReloadOnSIGHUP(t *testing.T) {
 	dir := t.TempDir()
 	cfg := writeFile(t, dir, "zend.toml", "[answers]\n\"Readability counts?\" = \"Yes.\"\n")
 	p, addr := startZend(t, nil, "-c", cfg, "-listen", "127.0.0.1:0")
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(20 * time.Second))
-	r := bufio.NewReader(c)
-	askOn := func(q string) string {
-		t.Helper()
-		io.WriteString(c, q)
-		a, err := r.ReadString('.')
-		if err != nil {
-			t.Fatalf("ask %q: %v", q, err)
-		}
-		return a
-	}
+	askOn := conversation(t, addr)
 	if a := askOn("Readability counts?"); a != "Yes." {
 		t.Fatalf("before reload: %q", a)
 	}
@@ -592,4 +577,26 @@ func runShell(t *testing.T, line string) (stdout, stderr string, code int) {
 	cmd := exec.Command("sh", "-c", line)
 	cmd.Env = cleanEnv()
 	return runCmd(t, cmd)
+}
+
+// conversation opens a connection to addr that stays open for the test
+// and returns a function asking a question on it and returning the answer.
+func conversation(t *testing.T, addr string) func(q string) string {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(60 * time.Second))
+	r := bufio.NewReader(c)
+	return func(q string) string {
+		t.Helper()
+		io.WriteString(c, q)
+		a, err := r.ReadString('.')
+		if err != nil {
+			t.Fatalf("ask %q: %v", q, err)
+		}
+		return a
+	}
 }

@@ -78,6 +78,12 @@ func usage(w io.Writer) {
 
 commands:
   run       serve in the foreground (logs to stderr unless log.file is set)
+  start     run as a daemon; returns when it serves (0) or failed (1)
+  stop      stop the daemon, waiting for its graceful drain (0, also if not running)
+  restart   stop, then start
+  reload    check the configuration, then make the daemon reload it (0 ok,
+            1 invalid or refused, 7 not running)
+  status    is the daemon running? (0 running, 1 dead with a pidfile, 3 not running)
   check     validate the configuration and print it with every default
   version   print the version
   help      print this help

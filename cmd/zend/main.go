@@ -1,7 +1,9 @@
 // Command zend serves the Zen-of-Python question/answer protocol.
 //
-//	zend [-c FILE] [flags] run     serve in the foreground, log to stderr
-//	zend [-c FILE] [flags] check   validate and print the effective config
+//	zend [-c FILE] [flags] run       serve in the foreground, log to stderr
+//	zend [-c FILE] [flags] start     daemonise; return when serving
+//	zend [-c FILE] stop|restart|reload|status
+//	zend [-c FILE] [flags] check     validate and print the effective config
 //	zend version
 //
 // Run "zend help" for the flags.
@@ -59,6 +61,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdRun(ctx, g, stderr)
 	case "check":
 		return cmdCheck(g, stdout, stderr)
+	case "start":
+		return cmdStart(ctx, g, stdout, stderr)
+	case "stop":
+		return cmdStop(g, stderr)
+	case "restart":
+		return cmdRestart(ctx, g, stdout, stderr)
+	case "reload":
+		return cmdReload(g, stdout)
+	case "status":
+		return cmdStatus(g, stdout)
 	case "version":
 		fmt.Fprintln(stdout, "zend", version())
 		return nil

@@ -1,0 +1,52 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	"zend/daemon"
+)
+
+// cmdStatus reports on the daemon with LSB exit codes: 0 running, 1 dead
+// but the pidfile exists, 3 not running.
+func cmdStatus(g *global, stdout io.Writer) error {
+	if len(g.args) > 0 {
+		return &exitError{code: 2, msg: "status takes no arguments, got " + g.args[0]}
+	}
+	r := daemon.QueryDaemon(g.source)
+	switch r.State {
+	case daemon.NotRunning:
+		if r.Err != nil {
+			return &exitError{code: 4, msg: r.Err.Error()} // LSB: status unknown
+		}
+		fmt.Fprintln(stdout, "zend is not running")
+		return &exitError{code: 3}
+	case daemon.Stale:
+		fmt.Fprintf(stdout, "zend is dead, but its pidfile %s exists (pid %d)\n", r.Pidfile, r.Pid)
+		return &exitError{code: 1}
+	}
+	fmt.Fprintf(stdout, "zend is running (pid %d)\n", r.Pid)
+	if r.Status == nil {
+		fmt.Fprintf(stdout, "  no details: %v\n", r.Err)
+		return nil
+	}
+	st := r.Status
+	fmt.Fprintf(stdout, "  uptime:      %s (since %s)\n", st.Uptime, st.Started.Format("2006-01-02 15:04:05 MST"))
+	fmt.Fprintf(stdout, "  listening:   %s\n", strings.Join(st.Listen, ", "))
+	fmt.Fprintf(stdout, "  engine:      %s\n", st.Engine)
+	fmt.Fprintf(stdout, "  connections: %d open, %d since start\n", st.Open, st.Total)
+	fmt.Fprintf(stdout, "  config:      %s\n", st.Config)
+	fmt.Fprintf(stdout, "  log:         %s\n", st.Log)
+	if st.User != "" {
+		fmt.Fprintf(stdout, "  user:        %s\n", st.User)
+	}
+	if st.LastReload.Gen > 0 {
+		verdict := "ok"
+		if !st.LastReload.OK {
+			verdict = "failed: " + st.LastReload.Error
+		}
+		fmt.Fprintf(stdout, "  last reload: %s at %s\n", verdict, st.LastReload.At.Format("2006-01-02 15:04:05 MST"))
+	}
+	return nil
+}
