@@ -48,31 +48,45 @@ func NewService(cfg *config.Config, log *slog.Logger) (*Service, error) {
 	return s, nil
 }
 
-// settings turns cfg into protocol settings, lowering max_connections when
-// the open-file limit cannot hold it (as redis does with maxclients).
-func (s *Service) settings(cfg *config.Config) protocol.Settings {
-	lim := protocol.Limits{
-		MaxConnections:   cfg.Limits.MaxConnections,
-		MaxQuestionBytes: cfg.Limits.MaxQuestionBytes,
-		IdleTimeout:      cfg.Limits.IdleTimeout.D(),
-		QuestionTimeout:  cfg.Limits.QuestionTimeout.D(),
-		WriteTimeout:     cfg.Limits.WriteTimeout.D(),
-	}
-	if soft, err := raiseNoFile(); err != nil {
-		s.log.Warn("cannot read the open-file limit", "err", err.Error())
-	} else if fit := int(soft) - reservedFDs - len(cfg.Server.Listen); lim.MaxConnections > fit {
-		if fit < 1 {
-			fit = 1
-		}
-		s.log.Warn("limits.max_connections does not fit in the open-file limit (RLIMIT_NOFILE), lowered",
-			"max_connections", lim.MaxConnections, "nofile", soft, "now", fit)
-		lim.MaxConnections = fit
-	}
+// Settings turns the reloadable part of cfg into protocol settings.
+func Settings(cfg *config.Config) protocol.Settings {
 	return protocol.Settings{
 		Answers:     protocol.NewAnswers(cfg.Answers),
 		AnswerDelay: cfg.Server.AnswerDelay.D(),
-		Limits:      lim,
+		Limits: protocol.Limits{
+			MaxConnections:   cfg.Limits.MaxConnections,
+			MaxQuestionBytes: cfg.Limits.MaxQuestionBytes,
+			IdleTimeout:      cfg.Limits.IdleTimeout.D(),
+			QuestionTimeout:  cfg.Limits.QuestionTimeout.D(),
+			WriteTimeout:     cfg.Limits.WriteTimeout.D(),
+		},
 	}
+}
+
+// settings is Settings with max_connections lowered when the open-file
+// limit cannot hold it (as redis does with maxclients).
+func (s *Service) settings(cfg *config.Config) protocol.Settings {
+	st := Settings(cfg)
+	return fitNoFile(st, len(cfg.Server.Listen), s.log)
+}
+
+// fitNoFile raises the soft open-file limit to the hard one and lowers
+// MaxConnections to what it can hold, saying so in the log.
+func fitNoFile(st protocol.Settings, listeners int, log *slog.Logger) protocol.Settings {
+	soft, err := raiseNoFile()
+	if err != nil {
+		log.Warn("cannot read the open-file limit", "err", err.Error())
+		return st
+	}
+	if fit := int(soft) - reservedFDs - listeners; st.Limits.MaxConnections > fit {
+		if fit < 1 {
+			fit = 1
+		}
+		log.Warn("limits.max_connections does not fit in the open-file limit (RLIMIT_NOFILE), lowered",
+			"max_connections", st.Limits.MaxConnections, "nofile", soft, "now", fit)
+		st.Limits.MaxConnections = fit
+	}
+	return st
 }
 
 // bind binds addrs; on error nothing stays bound.

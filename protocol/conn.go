@@ -33,6 +33,7 @@ func (s *Server) serveConn(nc net.Conn) {
 	c := &conn{nc: nc, remote: remoteString(nc)}
 	if !s.trackConn(c, true) {
 		nc.Close()
+		s.done.Add(1)
 		return
 	}
 	defer s.trackConn(c, false)

@@ -72,6 +72,7 @@ type Server struct {
 	kill     chan struct{} // closed when the drain deadline ends
 	killOnce sync.Once
 	total    atomic.Uint64
+	done     atomic.Uint64
 	open     atomic.Int64
 }
 
@@ -126,11 +127,15 @@ func (s *Server) Settings() Settings { return *s.settings.Load() }
 type Stats struct {
 	Open  int64  // conversations open now
 	Total uint64 // connections accepted since start
+	Done  uint64 // conversations ended since start
 }
 
-// Stats returns the server's counters.
+// Stats returns the server's counters. Done is read before Total, so
+// Total > Done while any accepted connection has not finished, including
+// one accepted but not yet counted as open.
 func (s *Server) Stats() Stats {
-	return Stats{Open: s.open.Load(), Total: s.total.Load()}
+	done := s.done.Load()
+	return Stats{Open: s.open.Load(), Total: s.total.Load(), Done: done}
 }
 
 // Serve accepts connections on ln and runs conversations on them with the
@@ -289,6 +294,7 @@ func (s *Server) trackConn(c *conn, add bool) bool {
 	}
 	delete(s.conns, c)
 	s.open.Add(-1)
+	s.done.Add(1)
 	s.connWG.Done()
 	return true
 }
