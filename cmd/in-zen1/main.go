@@ -1,0 +1,77 @@
+// Command in-zen1 answers one client for inetd's nowait mode (xinetd's
+// wait = no), as the chapter's in_zen1.py: inetd accepts the connection
+// and starts in-zen1 with the socket on fd 0 (and 1 and 2).
+//
+//	in-zen1 [-c FILE] [-log FILE]
+//
+// It serves that one conversation with the daemon's protocol code and
+// limits, then exits 0. Before anything can write, fds 1 and 2 are moved
+// off the socket onto the log (default /var/log/zend/in-zen.log), so that
+// nothing but protocol bytes ever reaches the client.
+package main
+
+import (
+	"context"
+	"flag"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"zend/config"
+	"zend/daemon"
+	"zend/protocol"
+)
+
+func main() {
+	daemon.GuardStdio() // first: fds 1 and 2 are the client's socket
+	os.Exit(run(os.Args[1:]))
+}
+
+// run serves the conversation on fd 0 and returns the exit code.
+func run(args []string) int {
+	fs := flag.NewFlagSet("in-zen1", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	cfgPath := fs.String("c", "", "configuration file (default $ZEND_CONFIG, else "+config.DefaultPath+")")
+	logPath := fs.String("log", daemon.DefaultInetdLog, "log file")
+	ferr := fs.Parse(args)
+
+	src := config.Source{Path: *cfgPath, Environ: os.Environ()}
+	cfg, cerr := src.Load()
+	if cerr != nil {
+		cfg = config.Default()
+	}
+	log, lerr := daemon.InetdLog(*logPath, cfg, "in-zen1")
+	switch {
+	case lerr != nil:
+		// Nowhere to say it but the exit status: serve anyway.
+	case ferr != nil:
+		log.Error("bad command line", "err", ferr.Error(), "usage", "in-zen1 [-c FILE] [-log FILE]")
+		return 2
+	case cerr != nil:
+		log.Error("cannot load the configuration", "err", cerr.Error())
+		return 1
+	}
+
+	conn, err := daemon.InetdConn()
+	if err != nil {
+		log.Error("no client", "err", err.Error())
+		return 1
+	}
+	srv, err := protocol.NewServer(protocol.EngineGoroutine, 1, daemon.Settings(cfg), log)
+	if err != nil {
+		log.Error("cannot serve", "err", err.Error())
+		return 1
+	}
+	// inetd sends SIGTERM when it stops: finish the question, then go.
+	sigc := make(chan os.Signal, 1)
+	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	go func() {
+		<-sigc
+		ctx, cancel := context.WithTimeout(context.Background(), cfg.Limits.ShutdownTimeout.D())
+		defer cancel()
+		srv.Shutdown(ctx)
+	}()
+	srv.ServeConn(conn)
+	return 0
+}
