@@ -37,6 +37,7 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
+	os.Chmod(dir, 0o755) // inetd runs the binaries as nobody
 	bin = dir
 	code := m.Run()
 	os.RemoveAll(dir)
@@ -60,7 +61,7 @@ func (p *proc) log() string {
 
 // waitLog waits up to 10 s for a log line matching re and returns its
 // submatches.
-func (p *proc) waitLog(t *testing.T, re string) []string {
+func (p *proc) waitLog(t testing.TB, re string) []string {
 	t.Helper()
 	rx := regexp.MustCompile(re)
 	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
@@ -102,7 +103,7 @@ func (p *proc) wait(t *testing.T, d time.Duration) int {
 
 // start runs a built binary with args and env added to the environment. It
 // is stopped with SIGTERM, then SIGKILL after 10 s, when the test ends.
-func start(t *testing.T, name string, env []string, args ...string) *proc {
+func start(t testing.TB, name string, env []string, args ...string) *proc {
 	t.Helper()
 	path := name
 	if !filepath.IsAbs(name) && name != "sh" {
@@ -163,7 +164,7 @@ func cleanEnv() []string {
 
 // startZend runs "zend run" with args on a free loopback port and returns
 // the process and the address it listens on.
-func startZend(t *testing.T, env []string, args ...string) (*proc, string) {
+func startZend(t testing.TB, env []string, args ...string) (*proc, string) {
 	t.Helper()
 	hasListen := false
 	for _, a := range args {
@@ -536,7 +537,7 @@ func TestIPv6(t *testing.T) {
 }
 
 // freeAddr returns a loopback address that was free a moment ago.
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -547,7 +548,7 @@ func freeAddr(t *testing.T) string {
 }
 
 // waitDial waits up to 10 s until addr accepts connections.
-func waitDial(t *testing.T, addr string) {
+func waitDial(t testing.TB, addr string) {
 	t.Helper()
 	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
 		if c, err := net.Dial("tcp", addr); err == nil {
@@ -588,6 +589,9 @@ func conversation(t *testing.T, addr string) func(q string) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
+	convMu.Lock()
+	convs[t.Name()] = append(convs[t.Name()], c)
+	convMu.Unlock()
 	c.SetDeadline(time.Now().Add(60 * time.Second))
 	r := bufio.NewReader(c)
 	return func(q string) string {
@@ -600,3 +604,9 @@ func conversation(t *testing.T, addr string) func(q string) string {
 		return a
 	}
 }
+
+// convs are the connections conversation opened, by test, for closeAll.
+var (
+	convMu sync.Mutex
+	convs  = map[string][]net.Conn{}
+)
