@@ -25,8 +25,24 @@ type instance struct {
 	svc     *Service
 	started time.Time
 
+	// notify tells systemd about state changes (sd_notify); nil when
+	// not under systemd's Type=notify.
+	notify func(states ...string)
+
 	mu     sync.Mutex // guards reload, read by the control socket
 	reload ReloadResult
+}
+
+// statusLine is the STATUS= text for systemd.
+func (in *instance) statusLine() string {
+	st := in.svc.Stats()
+	return fmt.Sprintf("serving %s on %v, %d connections open", in.cfg.Server.Engine, in.svc.Addrs(), st.Open)
+}
+
+func (in *instance) tell(states ...string) {
+	if in.notify != nil {
+		in.notify(states...)
+	}
 }
 
 // ReloadResult is the outcome of the last reload.
@@ -59,6 +75,7 @@ func (in *instance) loop(ctx context.Context, sigc <-chan os.Signal) error {
 		}
 		stopping = true
 		timeout := in.cfg.Limits.ShutdownTimeout.D()
+		in.tell(sdStopping, fmt.Sprintf("STATUS=draining %d conversations (at most %v)", in.svc.Stats().Open, timeout))
 		in.log.Info("shutting down", "reason", why, "open", in.svc.Stats().Open, "drain_timeout", timeout.String())
 		var dctx context.Context
 		dctx, forceStop = context.WithTimeout(context.Background(), timeout)
@@ -70,8 +87,17 @@ func (in *instance) loop(ctx context.Context, sigc <-chan os.Signal) error {
 		}()
 	}
 	done := ctx.Done()
+	var watchdog <-chan time.Time
+	if iv := sdWatchdogInterval(); iv > 0 && in.notify != nil {
+		t := time.NewTicker(iv / 2) // systemd's advice: ping at half the interval
+		defer t.Stop()
+		watchdog = t.C
+		in.log.Info("systemd watchdog enabled", "interval", iv.String())
+	}
 	for {
 		select {
+		case <-watchdog:
+			in.tell(sdWatchdog)
 		case sig := <-sigc:
 			switch sig {
 			case syscall.SIGHUP:
@@ -105,7 +131,13 @@ func (in *instance) loop(ctx context.Context, sigc <-chan os.Signal) error {
 // transaction: when anything is wrong the running configuration stays and
 // the error is logged (with file and line) and kept for "zend reload".
 func (in *instance) doReload() {
+	in.tell(sdReloading, sdMonotonic())
 	err := in.apply()
+	if err != nil {
+		in.tell(sdReady, "STATUS=reload failed, running the previous configuration: "+err.Error())
+	} else {
+		in.tell(sdReady, "STATUS="+in.statusLine())
+	}
 	in.mu.Lock()
 	in.reload.Gen++
 	in.reload.At = time.Now()

@@ -52,6 +52,12 @@ func Run(ctx context.Context, opts RunOptions) error {
 	if err != nil {
 		return err
 	}
+	handed, err := listenersFrom(inheritedFiles())
+	if err != nil {
+		in.log.Error("cannot start", "err", err.Error())
+		return err
+	}
+	svc.UseListeners(handed)
 	if err := svc.Open(); err != nil {
 		in.log.Error("cannot start", "err", err.Error())
 		return err
@@ -59,6 +65,8 @@ func Run(ctx context.Context, opts RunOptions) error {
 	in.svc = svc
 	svc.Start()
 	in.log.Info("zend ready", "pid", os.Getpid(), "engine", cfg.Server.Engine, "addrs", fmt.Sprint(svc.Addrs()))
+	in.notify = sdNotify
+	in.notify(sdReady, "STATUS="+in.statusLine())
 	if opts.Ready != nil {
 		opts.Ready(svc.Addrs())
 	}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 
 	"zend/config"
@@ -26,6 +27,7 @@ type Service struct {
 	lns     map[string]net.Listener // by server.listen entry
 	removed map[net.Listener]bool   // closed on purpose by a reload
 	started bool
+	handed  bool // the listeners came from systemd: server.listen is not used
 	errc    chan error
 	wg      sync.WaitGroup
 }
@@ -108,8 +110,33 @@ func bind(addrs []string, backlog int) (map[string]net.Listener, error) {
 	return out, nil
 }
 
-// Open binds every address of server.listen. On error nothing stays bound.
+// UseListeners makes the service serve lns (sockets handed over by
+// systemd) instead of binding server.listen. It is a no-op for none.
+func (s *Service) UseListeners(lns []net.Listener) {
+	if len(lns) == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.handed = true
+	s.addrs = nil
+	for _, ln := range lns {
+		a := ln.Addr().String()
+		s.lns[a] = ln
+		s.addrs = append(s.addrs, a)
+	}
+	s.log.Info("serving sockets handed over by systemd; server.listen is not used", "addrs", strings.Join(s.addrs, ","))
+}
+
+// Open binds every address of server.listen, unless UseListeners gave
+// the sockets. On error nothing stays bound.
 func (s *Service) Open() error {
+	s.mu.Lock()
+	handed := s.handed
+	s.mu.Unlock()
+	if handed {
+		return nil
+	}
 	lns, err := bind(s.cfg.Server.Listen, s.cfg.Server.Backlog)
 	if err != nil {
 		return err
@@ -193,6 +220,14 @@ func (s *Service) Reload(cfg *config.Config) error {
 	defer s.mu.Unlock()
 	old := s.cfg
 	var added, gone []string
+	if s.handed {
+		if !slices.Equal(cfg.Server.Listen, old.Server.Listen) {
+			s.log.Warn("server.listen changed, but the sockets are systemd's: change the socket unit instead")
+		}
+		s.srv.Update(s.settings(cfg))
+		s.cfg = cfg
+		return nil
+	}
 	for _, a := range cfg.Server.Listen {
 		if _, ok := s.lns[a]; !ok && !slices.Contains(added, a) {
 			added = append(added, a)

@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -121,9 +122,15 @@ func startParent(opts StartOptions) error {
 		return err
 	}
 
-	// Step 1: nothing the caller left open (other than 0-2) may reach the
-	// daemon: mark it close-on-exec.
-	markInheritedCloexec(-1)
+	// Sockets from systemd (zend.socket) are passed on on purpose, above
+	// the descriptors go-daemon sets up.
+	handed, handedEnv, err := passInherited(inheritedFiles())
+	if err != nil {
+		return err
+	}
+	// Step 1: nothing else the caller left open (other than 0-2) may reach
+	// the daemon: mark it close-on-exec.
+	markInheritedCloexec(handed...)
 	// Step 2: handlers. SIGHUP and SIGINT ignored by the caller (nohup)
 	// would stay ignored across exec; handling them here makes exec reset
 	// them to the default. Every other signal Go handles is reset by exec.
@@ -147,6 +154,9 @@ func startParent(opts StartOptions) error {
 	// by go-daemon.
 	env := sanitizeEnv(os.Environ())
 	env = append(env, envStage+"=1", envReadyFD+"="+strconv.Itoa(int(w.Fd())))
+	if handedEnv != "" {
+		env = append(env, envListenFDs+"="+handedEnv)
+	}
 	// go-daemon decides parent or child by its marker alone: one inherited
 	// from another go-daemon program must not make this process the child.
 	os.Unsetenv(godaemon.MARK_NAME)
@@ -224,9 +234,9 @@ func sanitizeEnv(environ []string) []string {
 // markInheritedCloexec marks every descriptor above 2 that is not
 // close-on-exec (so was inherited, not opened by Go) close-on-exec, except
 // keep.
-func markInheritedCloexec(keep int) {
+func markInheritedCloexec(keep ...int) {
 	for _, fd := range openFds() {
-		if fd <= 2 || fd == keep {
+		if fd <= 2 || slices.Contains(keep, fd) {
 			continue
 		}
 		if flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err == nil && flags&unix.FD_CLOEXEC == 0 {
@@ -237,9 +247,9 @@ func markInheritedCloexec(keep int) {
 
 // closeInherited closes every descriptor above 2 that is not
 // close-on-exec, except keep: what an exec passed on without meaning to.
-func closeInherited(keep int) {
+func closeInherited(keep ...int) {
 	for _, fd := range openFds() {
-		if fd <= 2 || fd == keep {
+		if fd <= 2 || slices.Contains(keep, fd) {
 			continue
 		}
 		if flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err == nil && flags&unix.FD_CLOEXEC == 0 {
@@ -301,11 +311,23 @@ func middleStage() int {
 	var env []string
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
-		if k != envStage && k != envReadyFD && k != godaemon.MARK_NAME {
+		if k != envStage && k != envReadyFD && k != envListenFDs && k != godaemon.MARK_NAME {
 			env = append(env, kv)
 		}
 	}
 	env = append(env, envStage+"=2", envReadyFD+"=3")
+	// Sockets from systemd follow the readiness pipe, from fd 4.
+	extra := []*os.File{ready}
+	if v := os.Getenv(envListenFDs); v != "" {
+		var fds []string
+		for _, s := range strings.Split(v, ",") {
+			if fd, err := strconv.Atoi(s); err == nil {
+				extra = append(extra, os.NewFile(uintptr(fd), "systemd-socket"))
+				fds = append(fds, strconv.Itoa(2+len(extra)))
+			}
+		}
+		env = append(env, envListenFDs+"="+strings.Join(fds, ","))
+	}
 	cmd := &exec.Cmd{
 		Path:   exe,
 		Args:   os.Args,
@@ -315,7 +337,7 @@ func middleStage() int {
 		// Until the daemon has its log, what it writes to stderr (a
 		// runtime panic) goes to the process that ran "zend start".
 		Stderr:     ready,
-		ExtraFiles: []*os.File{ready},
+		ExtraFiles: extra,
 	}
 	if err := cmd.Start(); err != nil {
 		return fail(fmt.Errorf("second fork: %w", err))
@@ -329,7 +351,13 @@ func daemonStage(ctx context.Context, opts StartOptions) (err error) {
 	if ready == nil {
 		return errors.New("daemon stage without a readiness pipe")
 	}
-	closeInherited(int(ready.Fd())) // step 1
+	keep := []int{int(ready.Fd())}
+	for _, s := range strings.Split(os.Getenv(envListenFDs), ",") {
+		if fd, err := strconv.Atoi(s); err == nil {
+			keep = append(keep, fd)
+		}
+	}
+	closeInherited(keep...) // step 1
 	// Children (an upgrade) must start afresh, not as a stage.
 	os.Unsetenv(envStage)
 	os.Unsetenv(envReadyFD)
@@ -406,6 +434,11 @@ func daemonStage(ctx context.Context, opts StartOptions) (err error) {
 	if err != nil {
 		return fail(err)
 	}
+	handed, err := listenersFrom(inheritedFiles())
+	if err != nil {
+		return fail(err)
+	}
+	svc.UseListeners(handed)
 	if err := svc.Open(); err != nil { // bind before dropping privileges
 		return fail(err)
 	}
