@@ -17,6 +17,9 @@ func cmdCheck(g *global, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if g.quiet {
+		return nil
+	}
 	if err := cfg.WriteTOML(stdout); err != nil {
 		return err
 	}

@@ -16,6 +16,7 @@ type global struct {
 	command string
 	args    []string
 	source  config.Source
+	quiet   bool // -q: check prints only errors
 }
 
 // multi is a repeatable string flag.
@@ -40,6 +41,7 @@ func parseGlobal(args []string, stderr io.Writer) (*global, error) {
 	fs.Var(&listen, "listen", "listen on `host:port` instead of server.listen (repeatable)")
 	fs.StringVar(&engine, "engine", "", "server `engine`: "+strings.Join(config.Engines, ", "))
 	fs.Var(&sets, "set", "override a key, as `key=value` (repeatable), e.g. -set limits.max_connections=100")
+	fs.BoolVar(&g.quiet, "q", false, "check: print nothing when the configuration is valid")
 	parse := func(a []string) error {
 		if err := fs.Parse(a); err != nil {
 			if err == flag.ErrHelp {
@@ -94,6 +96,7 @@ flags (before or after the command):
   -listen HOST:PORT  listen address instead of server.listen (repeatable)
   -engine NAME       server engine: single, pool, goroutine
   -set KEY=VALUE     override any scalar key, e.g. -set limits.max_connections=100
+  -q                 check: print nothing when the configuration is valid
 
 Precedence: defaults < file < ZEND_* environment < flags.
 `)
