@@ -610,3 +610,6 @@ var (
 	convMu sync.Mutex
 	convs  = map[string][]net.Conn{}
 )
+
+// netDial dials addr with a 5 s timeout.
+func netDial(addr string) (net.Conn, error) { return net.DialTimeout("tcp", addr, 5*time.Second) }
