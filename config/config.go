@@ -78,7 +78,7 @@ func Default() *Config {
 		Server: Server{
 			Listen:  []string{"127.0.0.1:1060"},
 			Engine:  "goroutine",
-			Workers: 4,
+			Workers: 0,
 		},
 		Daemon: Daemon{
 			Pidfile: "/run/zend/zend.pid",

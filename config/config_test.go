@@ -114,7 +114,7 @@ func TestErrors(t *testing.T) {
 		{"answer without .", "[answers]\n\"Readability counts?\" = \"Yes\"\n", []string{"zend.toml:2:", "must end with '.'"}},
 		{"answer not a string", "[answers]\n\"Readability counts?\" = 5\n", []string{"zend.toml:2:", "an answer is a string"}},
 		// Every problem is reported, not only the first.
-		{"several", "[server]\nengine = \"x\"\nworkers = 0\n", []string{"zend.toml:2: server.engine", "zend.toml:3: server.workers"}},
+		{"several", "[server]\nengine = \"x\"\nworkers = -1\n", []string{"zend.toml:2: server.engine", "zend.toml:3: server.workers"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

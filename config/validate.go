@@ -10,7 +10,7 @@ import (
 )
 
 // Engines are the allowed values of server.engine.
-var Engines = []string{"single", "pool", "goroutine"}
+var Engines = []string{"single", "pool", "goroutine", "eventloop"}
 
 // Levels are the allowed values of log.level.
 var Levels = []string{"debug", "info", "warn", "error"}
@@ -48,8 +48,8 @@ func (c *Config) Validate() error {
 	if !oneOf(c.Server.Engine, Engines) {
 		bad("server.engine", "unknown engine %q: allowed are %s", c.Server.Engine, strings.Join(Engines, ", "))
 	}
-	if c.Server.Workers < 1 || c.Server.Workers > 100000 {
-		bad("server.workers", "%d: allowed is 1 to 100000", c.Server.Workers)
+	if c.Server.Workers < 0 || c.Server.Workers > 100000 {
+		bad("server.workers", "%d: allowed is 0 (automatic: 4 for pool, one per CPU for eventloop) to 100000", c.Server.Workers)
 	}
 	if c.Server.AnswerDelay < 0 || c.Server.AnswerDelay.D() > time.Minute {
 		bad("server.answer_delay", "%s: allowed is 0s to 1m", c.Server.AnswerDelay.D())

@@ -255,7 +255,7 @@ func (s *Service) Reload(cfg *config.Config) error {
 	for _, a := range gone {
 		ln := s.lns[a]
 		s.removed[ln] = true
-		ln.Close()
+		s.srv.CloseListener(ln)
 		delete(s.lns, a)
 		s.log.Info("stopped listening", "addr", ln.Addr().String())
 	}

@@ -44,33 +44,43 @@ func (s *Server) serveConn(nc net.Conn) {
 		how = endCut
 		s.cutCount.Add(1)
 	}
+	if how == endDrained {
+		lingerClose(nc, s.drainEnd)
+	} else {
+		nc.Close()
+	}
+	logEnd(log, how, detail)
+}
+
+// endLevel is the level logEnd logs an ending at.
+func endLevel(how ending) slog.Level {
+	switch how {
+	case endEOF, endDrained, endIdle:
+		return slog.LevelInfo
+	}
+	return slog.LevelWarn
+}
+
+// logEnd logs how a conversation ended, the same way for every engine.
+func logEnd(log *slog.Logger, how ending, detail string) {
 	switch how {
 	case endEOF:
-		nc.Close()
 		log.Info("closed")
 	case endIncomplete:
-		nc.Close()
 		log.Warn("incomplete question then closed", "bytes", detail)
 	case endDrained:
-		lingerClose(nc, s.drainEnd)
 		log.Info("closed at shutdown")
 	case endCut:
-		nc.Close()
 		log.Warn("cut off at shutdown deadline", "pending", detail)
 	case endTooLong:
-		nc.Close()
 		log.Warn("question too long, closed", "limit", detail)
 	case endIdle:
-		nc.Close()
 		log.Info("idle timeout, closed")
 	case endQuestionTimeout:
-		nc.Close()
 		log.Warn("question timeout, closed", "bytes", detail)
 	case endWriteTimeout:
-		nc.Close()
 		log.Warn("client does not read its answers, closed")
 	default:
-		nc.Close()
 		log.Warn("connection error", "err", detail)
 	}
 }

@@ -27,10 +27,16 @@ const (
 	// EngineGoroutine runs one goroutine per connection, at most
 	// Limits.MaxConnections at once (listing 7-5 without its flaw).
 	EngineGoroutine Engine = "goroutine"
+	// EngineEventLoop runs workers epoll loops (default one per CPU),
+	// each serving many connections from one goroutine (listing 7-6 done
+	// right, one loop per core as the chapter concludes). Linux only.
+	EngineEventLoop Engine = "eventloop"
 )
 
 // Engines lists the engines a Server runs.
-func Engines() []Engine { return []Engine{EngineSingle, EnginePool, EngineGoroutine} }
+func Engines() []Engine {
+	return []Engine{EngineSingle, EnginePool, EngineGoroutine, EngineEventLoop}
+}
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
 var ErrServerClosed = errors.New("server closed")
@@ -71,9 +77,13 @@ type Server struct {
 	cutCount atomic.Int64  // conversations cut off by a drain deadline
 	kill     chan struct{} // closed when the drain deadline ends
 	killOnce sync.Once
-	total    atomic.Uint64
-	done     atomic.Uint64
-	open     atomic.Int64
+
+	elOnce sync.Once // the event loops, started by the first Serve
+	elErr  error
+	el     atomic.Pointer[elGroup]
+	total  atomic.Uint64
+	done   atomic.Uint64
+	open   atomic.Int64
 }
 
 // NewServer returns a server that runs engine with the given settings.
@@ -81,12 +91,19 @@ type Server struct {
 // 1). A nil logger discards log records.
 func NewServer(engine Engine, workers int, st Settings, logger *slog.Logger) (*Server, error) {
 	switch engine {
-	case EngineSingle, EnginePool, EngineGoroutine:
+	case EngineSingle, EnginePool, EngineGoroutine, EngineEventLoop:
 	default:
 		return nil, fmt.Errorf("unknown engine %q", engine)
 	}
 	if workers < 1 {
-		workers = 1
+		switch engine {
+		case EnginePool:
+			workers = 4
+		case EngineEventLoop:
+			workers = 0 // one loop per CPU
+		default:
+			workers = 1
+		}
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -151,6 +168,8 @@ func (s *Server) Serve(ln net.Listener) error {
 	defer s.trackListener(ln, false)
 	s.log.Info("listening", "addr", ln.Addr().String(), "engine", string(s.engine))
 	switch s.engine {
+	case EngineEventLoop:
+		return s.serveEventLoop(ln)
 	case EngineSingle:
 		return s.acceptLoop(ln, false, func(c net.Conn) {
 			s.single.Lock()
@@ -329,24 +348,29 @@ func (s *Server) Shutdown(ctx context.Context) (DrainResult, error) {
 	for ln := range s.listeners {
 		ln.Close()
 	}
-	res := DrainResult{Open: len(s.conns)}
+	res := DrainResult{Open: int(s.open.Load())}
 	s.draining.Store(true)
 	for c := range s.conns {
 		c.nc.SetReadDeadline(time.Now()) // wake readers: they check draining
 	}
 	s.cond.Broadcast()
 	s.mu.Unlock()
+	s.wakeLoops()
 
 	done := make(chan struct{})
 	go func() {
 		s.connWG.Wait()
 		s.serveWG.Wait()
+		if g := s.el.Load(); g != nil {
+			g.wg.Wait()
+		}
 		close(done)
 	}()
 	select {
 	case <-done:
 	case <-ctx.Done():
 		s.killOnce.Do(func() { close(s.kill) })
+		s.wakeLoops()
 		s.mu.Lock()
 		for c := range s.conns {
 			c.cut.Store(true)
@@ -364,6 +388,54 @@ func (s *Server) Shutdown(ctx context.Context) (DrainResult, error) {
 		return res, context.DeadlineExceeded
 	}
 	return res, nil
+}
+
+// CloseListener stops serving ln and closes it; its Serve returns
+// ErrServerClosed. The other listeners and every conversation go on.
+func (s *Server) CloseListener(ln net.Listener) error {
+	if s.engine == EngineEventLoop {
+		s.removeELListener(ln)
+	}
+	return ln.Close()
+}
+
+// killed reports whether the drain deadline has ended.
+func (s *Server) killed() bool {
+	select {
+	case <-s.kill:
+		return true
+	default:
+		return false
+	}
+}
+
+// wakeLoops makes the event loops look at the server's state.
+func (s *Server) wakeLoops() {
+	if g := s.el.Load(); g != nil {
+		for _, l := range g.loops {
+			l.wake()
+		}
+	}
+}
+
+// sayFull logs, once until sayAccepting, that max_connections is reached.
+func (s *Server) sayFull(max int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.fullSaid {
+		s.fullSaid = true
+		s.log.Warn("max_connections reached, not accepting until a conversation ends", "max_connections", max)
+	}
+}
+
+// sayAccepting logs that accepting resumed after sayFull.
+func (s *Server) sayAccepting() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fullSaid {
+		s.fullSaid = false
+		s.log.Info("accepting again", "open", s.open.Load())
+	}
 }
 
 // Close closes every listener and connection at once. Serve returns

@@ -95,6 +95,8 @@ func expectClosed(t *testing.T, c net.Conn) {
 	}
 }
 
+// engines is every engine, with the workers each test runs it with: the
+// same end-to-end tests run against each.
 var engines = []struct {
 	engine  Engine
 	workers int
@@ -102,6 +104,7 @@ var engines = []struct {
 	{EngineSingle, 1},
 	{EnginePool, 4},
 	{EngineGoroutine, 0},
+	{EngineEventLoop, 2},
 }
 
 func TestAnswers(t *testing.T) {
@@ -202,7 +205,7 @@ func TestConcurrentClients(t *testing.T) {
 	for _, e := range engines {
 		t.Run(string(e.engine), func(t *testing.T) {
 			_, addr := startServer(t, e.engine, e.workers, Settings{})
-			clients := map[Engine]int{EngineSingle: 20, EnginePool: 100, EngineGoroutine: 500}[e.engine]
+			clients := map[Engine]int{EngineSingle: 20, EnginePool: 100, EngineGoroutine: 500, EngineEventLoop: 500}[e.engine]
 			var wg sync.WaitGroup
 			errc := make(chan error, clients)
 			for i := 0; i < clients; i++ {
@@ -268,8 +271,17 @@ func TestQuestionTooLong(t *testing.T) {
 	}
 }
 
+// concurrentEngines are the engines that serve every client at once.
+var concurrentEngines = []Engine{EngineGoroutine, EngineEventLoop}
+
 func TestBinaryInput(t *testing.T) {
-	_, addr := startServer(t, EngineGoroutine, 0, Settings{})
+	for _, e := range concurrentEngines {
+		t.Run(string(e), func(t *testing.T) { testBinaryInput(t, e) })
+	}
+}
+
+func testBinaryInput(t *testing.T, e Engine) {
+	_, addr := startServer(t, e, 0, Settings{})
 	c := dial(t, addr)
 	rng := rand.New(rand.NewPCG(5, 6))
 	var in []byte
@@ -309,6 +321,7 @@ func TestIdleClientsDoNotBlock(t *testing.T) {
 		idle    int
 	}{
 		{EngineGoroutine, 0, 200},
+		{EngineEventLoop, 2, 200},
 		{EnginePool, 4, 3}, // one worker stays free
 	} {
 		t.Run(string(tc.engine), func(t *testing.T) {
@@ -374,10 +387,16 @@ func TestTimeouts(t *testing.T) {
 			})
 		}
 	})
-	t.Run("write", func(t *testing.T) {
+	for _, e := range concurrentEngines {
+		t.Run("write/"+string(e), func(t *testing.T) { testWriteTimeout(t, e) })
+	}
+}
+
+func testWriteTimeout(t *testing.T, e Engine) {
+	{
 		lim := testLimits()
 		lim.WriteTimeout = 300 * time.Millisecond
-		_, addr := startServer(t, EngineGoroutine, 0, Settings{Limits: lim})
+		_, addr := startServer(t, e, 0, Settings{Limits: lim})
 		c := dial(t, addr)
 		// Ask many questions and never read: the answers fill the socket
 		// buffers, the server's write blocks, then times out.
@@ -401,15 +420,21 @@ func TestTimeouts(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatal("server still reading from a client that does not read its answers")
 		}
-	})
+	}
 }
 
 // TestMaxConnections checks that above the limit zend stops accepting:
 // the next client waits in the backlog and is served once a slot frees.
 func TestMaxConnections(t *testing.T) {
+	for _, e := range concurrentEngines {
+		t.Run(string(e), func(t *testing.T) { testMaxConnections(t, e) })
+	}
+}
+
+func testMaxConnections(t *testing.T, e Engine) {
 	lim := testLimits()
 	lim.MaxConnections = 2
-	srv, addr := startServer(t, EngineGoroutine, 0, Settings{Limits: lim})
+	srv, addr := startServer(t, e, 0, Settings{Limits: lim})
 	a, b := dial(t, addr), dial(t, addr)
 	waitFor(t, func() bool { return srv.Stats().Open == 2 })
 	third := dial(t, addr) // completes in the kernel's backlog
@@ -451,7 +476,7 @@ func TestUpdateAnswersOnOpenConnection(t *testing.T) {
 func TestShutdownDrains(t *testing.T) {
 	for _, e := range engines {
 		t.Run(string(e.engine), func(t *testing.T) {
-			clients := map[Engine]int{EngineSingle: 1, EnginePool: 4, EngineGoroutine: 50}[e.engine]
+			clients := map[Engine]int{EngineSingle: 1, EnginePool: 4, EngineGoroutine: 50, EngineEventLoop: 50}[e.engine]
 			srv, addr := startServer(t, e.engine, e.workers, Settings{AnswerDelay: 300 * time.Millisecond})
 			conns := make([]net.Conn, clients)
 			for i := range conns {
@@ -459,7 +484,8 @@ func TestShutdownDrains(t *testing.T) {
 				io.WriteString(conns[i], "Beautiful is better than?")
 			}
 			partial := dial(t, addr)
-			if e.engine == EngineGoroutine {
+			concurrent := e.engine == EngineGoroutine || e.engine == EngineEventLoop
+			if concurrent {
 				io.WriteString(partial, "Simple is")
 			}
 			waitFor(t, func() bool { return srv.Stats().Open >= int64(clients) })
@@ -474,7 +500,7 @@ func TestShutdownDrains(t *testing.T) {
 				}
 				done <- res
 			}()
-			if e.engine == EngineGoroutine {
+			if concurrent {
 				time.Sleep(50 * time.Millisecond)
 				io.WriteString(partial, " better than?")
 				got := make([]byte, len("Complex."))
@@ -501,7 +527,13 @@ func TestShutdownDrains(t *testing.T) {
 }
 
 func TestShutdownDeadlineCuts(t *testing.T) {
-	srv, addr := startServer(t, EngineGoroutine, 0, Settings{})
+	for _, e := range concurrentEngines {
+		t.Run(string(e), func(t *testing.T) { testShutdownDeadlineCuts(t, e) })
+	}
+}
+
+func testShutdownDeadlineCuts(t *testing.T, e Engine) {
+	srv, addr := startServer(t, e, 0, Settings{})
 	c := dial(t, addr)
 	io.WriteString(c, "Never finished") // never sends its '?'
 	waitFor(t, func() bool { return srv.Stats().Open == 1 })

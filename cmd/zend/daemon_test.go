@@ -494,8 +494,18 @@ func TestStartTwiceAndStalePidfile(t *testing.T) {
 	askOnce(t, d.addr, "Simple is better than?")
 }
 
+// daemonEngines are the engines the daemon tests run on: those meant for
+// deployment.
+var daemonEngines = []string{"goroutine", "eventloop"}
+
 func TestDaemonReload(t *testing.T) {
-	d := newDaemonEnv(t, "[answers]\n\"Readability counts?\" = \"Yes.\"\n")
+	for _, e := range daemonEngines {
+		t.Run(e, func(t *testing.T) { testDaemonReload(t, e) })
+	}
+}
+
+func testDaemonReload(t *testing.T, engine string) {
+	d := newDaemonEnv(t, "[server]\nengine = \""+engine+"\"\n[answers]\n\"Readability counts?\" = \"Yes.\"\n")
 	d.start(t)
 	askOn := conversation(t, d.addr)
 	if a := askOn("Readability counts?"); a != "Yes." {
@@ -503,7 +513,7 @@ func TestDaemonReload(t *testing.T) {
 	}
 	// A changed answer, and a new address; the connection stays open.
 	second := freeAddr(t)
-	text := fmt.Sprintf("[server]\nlisten = [%q, %q]\n[daemon]\npidfile = \"run/zend.pid\"\n[log]\nfile = \"log/zend.log\"\n[answers]\n\"Readability counts?\" = \"Very much.\"\n", d.addr, second)
+	text := fmt.Sprintf("[server]\nengine = %q\nlisten = [%q, %q]\n[daemon]\npidfile = \"run/zend.pid\"\n[log]\nfile = \"log/zend.log\"\n[answers]\n\"Readability counts?\" = \"Very much.\"\n", engine, d.addr, second)
 	os.WriteFile(d.cfg, []byte(text), 0o644)
 	out, errout, code := d.zend(t, nil, "reload")
 	if code != 0 || !strings.Contains(out, "reloaded") {
@@ -518,7 +528,7 @@ func TestDaemonReload(t *testing.T) {
 	// A broken file: reload exits 1 without signalling; answers unchanged.
 	os.WriteFile(d.cfg, []byte(text+"[limits]\nmax_connections = 0\n"), 0o644)
 	_, errout, code = d.zend(t, nil, "reload")
-	if code != 1 || !strings.Contains(errout, "zend.toml:10: limits.max_connections: 0: allowed is 1 or more") || !strings.Contains(errout, "not signalled") {
+	if code != 1 || !strings.Contains(errout, "zend.toml:11: limits.max_connections: 0: allowed is 1 or more") || !strings.Contains(errout, "not signalled") {
 		t.Fatalf("broken reload: exit %d %q", code, errout)
 	}
 	if a := askOn("Readability counts?"); a != "Very much." {
@@ -557,7 +567,13 @@ func TestDaemonReload(t *testing.T) {
 
 // TestStopUnderLoad: every question asked before "zend stop" is answered.
 func TestStopUnderLoad(t *testing.T) {
-	d := newDaemonEnv(t, "[server]\nanswer_delay = \"300ms\"\n")
+	for _, e := range daemonEngines {
+		t.Run(e, func(t *testing.T) { testStopUnderLoad(t, e) })
+	}
+}
+
+func testStopUnderLoad(t *testing.T, engine string) {
+	d := newDaemonEnv(t, "[server]\nengine = \""+engine+"\"\nanswer_delay = \"300ms\"\n")
 	d.start(t)
 	const clients = 100
 	conns := make([]net.Conn, clients)

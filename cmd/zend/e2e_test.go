@@ -266,7 +266,7 @@ func TestEmbeddedDefaults(t *testing.T) {
 
 // TestEveryEngine runs the same client load against each engine.
 func TestEveryEngine(t *testing.T) {
-	for _, engine := range []string{"single", "pool", "goroutine"} {
+	for _, engine := range []string{"single", "pool", "goroutine", "eventloop"} {
 		t.Run(engine, func(t *testing.T) {
 			_, addr := startZend(t, nil, "-engine", engine)
 			var wg sync.WaitGroup
@@ -371,7 +371,7 @@ func TestBadConfigExits1(t *testing.T) {
 		// Zero limit.
 		{"zero limit", "[limits]\n\nmax_connections = 0\n", "zend.toml:3: limits.max_connections: 0: allowed is 1 or more"},
 		// Unknown engine.
-		{"engine", "[server]\nengine = \"fork\"\n", "zend.toml:2: server.engine: unknown engine \"fork\": allowed are single, pool, goroutine"},
+		{"engine", "[server]\nengine = \"fork\"\n", "zend.toml:2: server.engine: unknown engine \"fork\": allowed are single, pool, goroutine, eventloop"},
 		// Bad address.
 		{"address", "[server]\nlisten = [\"localhost\"]\n", "zend.toml:2: server.listen:"},
 		// Wrong type.
