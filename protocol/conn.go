@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -104,12 +105,14 @@ const (
 // detail for the log.
 func (s *Server) converse(c *conn, log *slog.Logger) (ending, string) {
 	nc := c.nc
-	rbuf := make([]byte, readSize)
+	rd := newLazyReader(nc)
+	defer rd.release()
 	var (
 		pending []byte    // the start of a question, without its '?'
 		qStart  time.Time // when pending's first byte arrived
 		out     []byte    // answers to write
 	)
+	defer func() { putBuf(out) }()
 	for {
 		st := s.settings.Load()
 		lim := st.Limits
@@ -123,7 +126,7 @@ func (s *Server) converse(c *conn, log *slog.Logger) (ending, string) {
 			draining = true
 			nc.SetReadDeadline(s.readDeadline(now, lim, len(pending) > 0, qStart, true))
 		}
-		n, rerr := nc.Read(rbuf)
+		rbuf, n, rerr := rd.read()
 		if n > 0 {
 			st = s.settings.Load() // a reload while we waited applies to these questions
 			lim = st.Limits
@@ -159,10 +162,14 @@ func (s *Server) converse(c *conn, log *slog.Logger) (ending, string) {
 				if st.AnswerDelay > 0 && !s.sleep(st.AnswerDelay) {
 					return endCut, quote(data[start:end])
 				}
+				if out == nil {
+					out = getBuf()
+				}
 				out = append(out, st.Answers.Answer(data[start:end])...)
 				data = data[end:]
 				fresh = true
 			}
+			rd.release() // nothing points into it any more: pending is a copy
 			if len(out) > 0 {
 				if err := s.flush(nc, out, lim); err != nil {
 					if c.cut.Load() {
@@ -173,10 +180,11 @@ func (s *Server) converse(c *conn, log *slog.Logger) (ending, string) {
 					}
 					return endError, err.Error()
 				}
-				out = out[:0]
+				putBuf(out)
+				out = nil
 			}
-			if cap(pending) > 4*readSize && len(pending) == 0 {
-				pending = nil // do not keep a large buffer for an idle client
+			if len(pending) == 0 && pending != nil {
+				pending = nil // an idle client keeps no buffer
 			}
 		}
 		if rerr == nil {
@@ -313,5 +321,69 @@ func (s *Server) sleep(d time.Duration) bool {
 		return true
 	case <-s.kill:
 		return false
+	}
+}
+
+// lazyReader reads a connection without holding a buffer while it waits:
+// on a TCP connection it waits for readability through the runtime's
+// poller (syscall.RawConn) and takes a pooled buffer only for the read
+// itself, so an idle conversation costs its goroutine and little else.
+type lazyReader struct {
+	nc  net.Conn
+	rc  syscall.RawConn
+	buf []byte
+}
+
+func newLazyReader(nc net.Conn) *lazyReader {
+	r := &lazyReader{nc: nc}
+	if sc, ok := nc.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			r.rc = rc
+		}
+	}
+	return r
+}
+
+// read returns a buffer holding n bytes read, or the error (io.EOF at the
+// end). The buffer stays valid until release.
+func (r *lazyReader) read() ([]byte, int, error) {
+	if r.rc == nil {
+		if r.buf == nil {
+			r.buf = make([]byte, readSize)
+		}
+		n, err := r.nc.Read(r.buf)
+		return r.buf, n, err
+	}
+	var n int
+	var rerr error
+	err := r.rc.Read(func(fd uintptr) bool {
+		if r.buf == nil {
+			r.buf = getBuf()[:readSize]
+		}
+		n, rerr = syscall.Read(int(fd), r.buf)
+		if rerr == syscall.EAGAIN {
+			r.release() // wait without a buffer
+			return false
+		}
+		return true
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	switch {
+	case rerr != nil:
+		return nil, 0, rerr
+	case n == 0:
+		return nil, 0, io.EOF
+	}
+	return r.buf, n, nil
+}
+
+// release gives the buffer back to the pool (not for non-TCP connections,
+// whose reads keep one).
+func (r *lazyReader) release() {
+	if r.rc != nil && r.buf != nil {
+		putBuf(r.buf)
+		r.buf = nil
 	}
 }

@@ -133,19 +133,7 @@ type loop struct {
 	full    bool                // paused because max_connections is reached
 
 	draining bool
-	drained  bool // idle connections were closed for the drain
 	killed   bool
-}
-
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
-
-func getBuf() []byte { return (*bufPool.Get().(*[]byte))[:0] }
-
-func putBuf(b []byte) {
-	if cap(b) > 0 && cap(b) <= 64<<10 {
-		b = b[:0]
-		bufPool.Put(&b)
-	}
 }
 
 // startLoops starts the server's loops once.
@@ -336,7 +324,12 @@ func (l *loop) run() {
 			unix.Close(l.evfd)
 			return
 		}
-		n, err := unix.EpollWait(l.epfd, events, l.waitMs())
+		// Events ready now are taken without blocking (and without the
+		// runtime's syscall bookkeeping); only an idle loop blocks.
+		n, err := rawEpollPoll(l.epfd, events)
+		if n == 0 && err == nil {
+			n, err = unix.EpollWait(l.epfd, events, l.waitMs())
+		}
 		if err != nil && err != unix.EINTR {
 			l.s.log.Error("epoll_wait failed", "err", err.Error())
 			time.Sleep(10 * time.Millisecond)
@@ -566,7 +559,7 @@ func (l *loop) event(c *elConn, evs uint32, st *Settings) {
 }
 
 func (l *loop) read(c *elConn, st *Settings) {
-	n, err := unix.Read(int(c.fd), l.rbuf)
+	n, err := rawRead(int(c.fd), l.rbuf)
 	if c.state == stLinger {
 		if n <= 0 && err != unix.EAGAIN {
 			l.close(c, endDrained, "")
@@ -682,7 +675,7 @@ func (l *loop) write(c *elConn, data []byte, st *Settings) {
 		return
 	}
 	if len(c.unsent) == 0 {
-		n, err := unix.Write(int(c.fd), data)
+		n, err := rawWrite(int(c.fd), data)
 		if n == len(data) {
 			l.afterWrite(c, st)
 			return
@@ -705,7 +698,7 @@ func (l *loop) write(c *elConn, data []byte, st *Settings) {
 
 // flush writes queued answers; false means c was closed.
 func (l *loop) flush(c *elConn, st *Settings) bool {
-	n, err := unix.Write(int(c.fd), c.unsent)
+	n, err := rawWrite(int(c.fd), c.unsent)
 	if err != nil && err != unix.EAGAIN && err != unix.EINTR {
 		l.close(c, endError, err.Error())
 		return false
@@ -775,7 +768,7 @@ func (l *loop) ctl(c *elConn, in, out bool) {
 	if out {
 		ev |= unix.EPOLLOUT
 	}
-	unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, int(c.fd), &unix.EpollEvent{Events: ev, Fd: c.fd})
+	rawEpollCtl(l.epfd, unix.EPOLL_CTL_MOD, int(c.fd), &unix.EpollEvent{Events: ev, Fd: c.fd})
 }
 
 // expire handles every timeout that is due.
