@@ -1,0 +1,193 @@
+// Command zen-bench measures a Zen-protocol server (or any request/reply
+// server) with the same generator for everyone.
+//
+//	zen-bench [-mode ask|conn|idle] [-addr HOST:PORT] [-c N] [-pipeline N] [-d DURATION]
+//	          [-req STR -resp STR] [-pid PID] [-idle N] [-drip D] [-json]
+//	zen-bench -compare [-engines LIST] [-zend PATH] [-d DURATION] [-svg FILE] [-json]
+//
+// Every answer is verified: a wrong one fails the run (exit 1).
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+func main() {
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer cancel()
+	os.Exit(exitCode(runMain(ctx, os.Args[1:], os.Stdout, os.Stderr), os.Stderr))
+}
+
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func exitCode(err error, stderr io.Writer) int {
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintln(stderr, "zen-bench:", err)
+	var ue *usageError
+	if errors.As(err, &ue) {
+		return 2
+	}
+	return 1
+}
+
+const usage = `usage: zen-bench [flags]
+
+Modes (-mode):
+  ask    persistent connections asking -pipeline questions per round trip
+  conn   connect, ask the three questions one at a time, hang up (the chapter's client)
+  idle   hold -idle connections (idle, or sending a byte every -drip) while a
+         probe client asks one question at a time and its latency is measured
+
+Flags:
+  -addr HOST:PORT   server (default 127.0.0.1:1060)
+  -c N              connections (default 50)
+  -pipeline N       questions per round trip in ask mode (default 1)
+  -loops N          ask mode: epoll loops (threads) driving the connections (default 1)
+  -d DURATION       how long to measure (default 10s)
+  -req STR -resp STR  a raw request and its exact reply instead of the Zen
+                    questions, with Go escapes: -req 'PING\r\n' -resp '+PONG\r\n'
+  -pid PID          the server's pid: report its CPU time per request and,
+                    in idle mode, its memory per connection
+  -idle N           idle mode: connections to hold (default 1000)
+  -drip D           idle mode: each held connection sends a byte every D
+  -json             print the result as JSON
+  -compare          start zend with each engine in turn and compare them
+  -engines LIST     with -compare (default single,pool,goroutine,eventloop)
+  -zend PATH        with -compare: the zend binary (default: beside zen-bench, else $PATH)
+  -svg FILE         with -compare: also write the comparison as an SVG chart
+`
+
+func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("zen-bench", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var o options
+	fs.StringVar(&o.mode, "mode", "ask", "")
+	fs.StringVar(&o.addr, "addr", "127.0.0.1:1060", "")
+	fs.IntVar(&o.conns, "c", 50, "")
+	fs.IntVar(&o.pipeline, "pipeline", 1, "")
+	fs.IntVar(&o.loops, "loops", 1, "")
+	fs.DurationVar(&o.duration, "d", 10*time.Second, "")
+	fs.StringVar(&o.req, "req", "", "")
+	fs.StringVar(&o.resp, "resp", "", "")
+	fs.IntVar(&o.pid, "pid", 0, "")
+	fs.IntVar(&o.idle, "idle", 1000, "")
+	fs.DurationVar(&o.drip, "drip", 0, "")
+	asJSON := fs.Bool("json", false, "")
+	compare := fs.Bool("compare", false, "")
+	engines := fs.String("engines", "single,pool,goroutine,eventloop", "")
+	zend := fs.String("zend", "", "")
+	svg := fs.String("svg", "", "")
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			fmt.Fprint(stdout, usage)
+			return nil
+		}
+		fmt.Fprint(stderr, usage)
+		return &usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return &usageError{"unexpected argument " + fs.Arg(0)}
+	}
+	switch {
+	case o.mode != "ask" && o.mode != "conn" && o.mode != "idle":
+		return &usageError{"-mode " + o.mode + ": allowed are ask, conn, idle"}
+	case o.conns < 1 || o.pipeline < 1 || o.duration <= 0 || o.idle < 0:
+		return &usageError{"-c, -pipeline and -d must be positive"}
+	case (o.req == "") != (o.resp == ""):
+		return &usageError{"-req and -resp go together"}
+	}
+	var err error
+	if o.req, err = unescape(o.req); err != nil {
+		return &usageError{"-req: " + err.Error()}
+	}
+	if o.resp, err = unescape(o.resp); err != nil {
+		return &usageError{"-resp: " + err.Error()}
+	}
+	if isTerminal(stderr) && !*asJSON {
+		o.progress = stderr
+	}
+	if *compare {
+		return runCompare(ctx, o, strings.Split(*engines, ","), *zend, *svg, *asJSON, stdout, stderr)
+	}
+	r, err := run(ctx, o)
+	if r != nil {
+		if *asJSON {
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			enc.Encode(r)
+		} else {
+			printResult(stdout, r)
+		}
+	}
+	return err
+}
+
+func unescape(s string) (string, error) {
+	if s == "" {
+		return "", nil
+	}
+	return strconv.Unquote(`"` + strings.ReplaceAll(s, `"`, `\"`) + `"`)
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+func printResult(w io.Writer, r *result) {
+	fmt.Fprintf(w, "%s %s: %d connections", r.Mode, r.Addr, r.Conns)
+	if r.Mode == "ask" {
+		fmt.Fprintf(w, ", pipeline %d", r.Pipeline)
+	}
+	if r.Mode == "idle" {
+		fmt.Fprintf(w, " probing while %d connections are held", r.IdleConns)
+	}
+	fmt.Fprintf(w, ", %.1fs\n", r.Seconds)
+	fmt.Fprintf(w, "  requests   %d (%s/s), errors %d\n", r.Requests, human(r.PerSec), r.Errors)
+	if r.ConnsPerSec > 0 {
+		fmt.Fprintf(w, "  conns      %d (%s/s)\n", r.ConnsDone, human(r.ConnsPerSec))
+	}
+	l := r.Latency
+	fmt.Fprintf(w, "  latency    p50 %s  p90 %s  p99 %s  p99.9 %s  max %s (per round trip)\n", us(l.P50), us(l.P90), us(l.P99), us(l.P999), us(l.Max))
+	fmt.Fprintf(w, "  cpu        client %.2f µs/request", r.ClientCPU)
+	if r.ServerCPU > 0 {
+		fmt.Fprintf(w, ", server %.2f µs/request", r.ServerCPU)
+	}
+	fmt.Fprintln(w)
+	if r.RSSPerConn != 0 {
+		fmt.Fprintf(w, "  memory     server RSS %d -> %d KiB: %.2f KiB per held connection\n", r.RSSBeforeKB, r.RSSAfterKB, r.RSSPerConn)
+	}
+	if r.FirstError != "" {
+		fmt.Fprintf(w, "  first error: %s\n", r.FirstError)
+	}
+}
+
+func us(v float64) string {
+	switch {
+	case v >= 1e6:
+		return strconv.FormatFloat(v/1e6, 'f', 2, 64) + "s"
+	case v >= 1e3:
+		return strconv.FormatFloat(v/1e3, 'f', 2, 64) + "ms"
+	}
+	return strconv.FormatFloat(v, 'f', 0, 64) + "µs"
+}
