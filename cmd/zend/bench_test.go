@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"io"
 	"net"
+	"slices"
 	"testing"
+	"time"
 )
 
 // BenchmarkInZen1ExecToAnswer measures what inetd's nowait mode costs a
@@ -14,8 +16,10 @@ import (
 //	go test -run '^$' -bench ToAnswer ./cmd/zend
 func BenchmarkInZen1ExecToAnswer(b *testing.B) {
 	logf := b.TempDir() + "/in-zen.log"
+	var took []time.Duration
 	for i := 0; i < b.N; i++ {
 		client, server := socketPair(b)
+		t0 := time.Now()
 		cmd := startWithSocket(b, "in-zen1", server, "-log", logf)
 		server.Close()
 		io.WriteString(client, "Beautiful is better than?")
@@ -23,9 +27,12 @@ func BenchmarkInZen1ExecToAnswer(b *testing.B) {
 		if err != nil || a != "Ugly." {
 			b.Fatalf("answer %q %v", a, err)
 		}
+		took = append(took, time.Since(t0))
 		client.Close()
 		cmd.Wait()
 	}
+	slices.Sort(took)
+	b.ReportMetric(float64(took[len(took)/2].Microseconds()), "µs-exec-to-answer-p50")
 }
 
 // BenchmarkDaemonConnectToAnswer measures the same conversation with a

@@ -30,7 +30,10 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	// Static binaries, as the Debian package ships: no dynamic loader or
+	// libc start-up in every in-zen1 exec.
 	cmd := exec.Command("go", "build", "-o", dir+string(os.PathSeparator), "zend/cmd/...")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build binaries:", err)
