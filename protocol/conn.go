@@ -38,9 +38,46 @@ func (s *Server) serveConn(nc net.Conn) {
 		return
 	}
 	defer s.trackConn(c, false)
+	st := s.settings.Load()
+	peer := addrPortOf(nc.RemoteAddr())
+	client := peer
+	var initial []byte
+	viaProxy := st.Proxy.Enabled && peer.IsValid() && st.Proxy.trusts(peer.Addr())
+	if !viaProxy { // decided before a byte is read
+		why, counted := s.admit(peer, st)
+		if why != "" {
+			s.refuse(peer, why)
+			nc.Close()
+			return
+		}
+		if counted {
+			defer s.srcs.release(peer.Addr())
+		}
+	}
+	if st.Proxy.Enabled && peer.IsValid() {
+		var err error
+		client, initial, err = s.proxyStart(nc, peer, st)
+		if err != nil && !errors.Is(err, io.EOF) && !isTimeout(err) {
+			s.refuse(peer, err.Error())
+			nc.Close()
+			return
+		}
+		if viaProxy {
+			why, counted := s.admit(client, st)
+			if why != "" {
+				s.refuse(client, why+" (via "+peer.String()+")")
+				nc.Close()
+				return
+			}
+			if counted {
+				defer s.srcs.release(client.Addr())
+			}
+		}
+		c.remote = client.String()
+	}
 	log := s.log.With("client", c.remote)
 	log.Info("accepted")
-	how, detail := s.converse(c, log)
+	how, detail := s.converse(c, log, initial)
 	if how == endCut || c.cut.Load() {
 		how = endCut
 		s.cutCount.Add(1)
@@ -98,14 +135,16 @@ const (
 	endQuestionTimeout
 	endWriteTimeout
 	endError
+	endRefused // logged by refuse
 )
 
 // converse answers questions on c until the client hangs up, a limit is
 // hit, or the server drains. It reports how the conversation ended and a
 // detail for the log.
-func (s *Server) converse(c *conn, log *slog.Logger) (ending, string) {
+func (s *Server) converse(c *conn, log *slog.Logger, initial []byte) (ending, string) {
 	nc := c.nc
 	rd := newLazyReader(nc)
+	rd.initial = initial
 	defer rd.release()
 	var (
 		pending []byte    // the start of a question, without its '?'
@@ -329,9 +368,10 @@ func (s *Server) sleep(d time.Duration) bool {
 // poller (syscall.RawConn) and takes a pooled buffer only for the read
 // itself, so an idle conversation costs its goroutine and little else.
 type lazyReader struct {
-	nc  net.Conn
-	rc  syscall.RawConn
-	buf []byte
+	nc      net.Conn
+	rc      syscall.RawConn
+	buf     []byte
+	initial []byte // read before (the bytes after a PROXY header)
 }
 
 func newLazyReader(nc net.Conn) *lazyReader {
@@ -347,6 +387,11 @@ func newLazyReader(nc net.Conn) *lazyReader {
 // read returns a buffer holding n bytes read, or the error (io.EOF at the
 // end). The buffer stays valid until release.
 func (r *lazyReader) read() ([]byte, int, error) {
+	if len(r.initial) > 0 {
+		b := r.initial
+		r.initial = nil
+		return b, len(b), nil
+	}
 	if r.rc == nil {
 		if r.buf == nil {
 			r.buf = make([]byte, readSize)
@@ -382,7 +427,7 @@ func (r *lazyReader) read() ([]byte, int, error) {
 // release gives the buffer back to the pool (not for non-TCP connections,
 // whose reads keep one).
 func (r *lazyReader) release() {
-	if r.rc != nil && r.buf != nil {
+	if r.rc != nil && r.buf != nil && cap(r.buf) > 0 {
 		putBuf(r.buf)
 		r.buf = nil
 	}

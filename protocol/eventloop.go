@@ -59,7 +59,9 @@ const (
 type elConn struct {
 	fd         int32
 	state      elState
-	in, out    bool // registered for EPOLLIN, EPOLLOUT
+	in, out    bool  // registered for EPOLLIN, EPOLLOUT
+	proxy      uint8 // proxyAwait or proxyCheck until the first bytes are seen
+	counted    bool  // counted in the per-source limits
 	prev, next *elConn
 	since      int64 // ns: when it entered its state (or last activity when idle)
 	pending    []byte
@@ -67,6 +69,12 @@ type elConn struct {
 	delayed    []byte // the answer waiting out answer_delay
 	peer       netip.AddrPort
 }
+
+// PROXY protocol states of a connection.
+const (
+	proxyAwait uint8 = 1 // a trusted proxy: a header may name the client
+	proxyCheck uint8 = 2 // any other peer: a header is refused
+)
 
 // elList is an intrusive list of connections ordered by since.
 type elList struct{ head, tail *elConn }
@@ -496,8 +504,25 @@ func (l *loop) resumeListeners(st *Settings) {
 }
 
 func (l *loop) add(fd int, sa unix.Sockaddr, st *Settings) {
-	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	c := &elConn{fd: int32(fd), in: true, peer: addrPort(sa)}
+	if st.Proxy.Enabled && st.Proxy.trusts(c.peer.Addr()) {
+		c.proxy = proxyAwait // admitted once the header names the client
+	} else {
+		// Decided before a byte is read.
+		why, counted := l.s.admit(c.peer, st)
+		if why != "" {
+			l.s.refuse(c.peer, why)
+			unix.Close(fd)
+			l.s.open.Add(-1)
+			l.s.done.Add(1)
+			return
+		}
+		c.counted = counted
+		if st.Proxy.Enabled {
+			c.proxy = proxyCheck
+		}
+	}
+	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(fd)}); err != nil {
 		unix.Close(fd)
 		l.s.open.Add(-1)
@@ -511,7 +536,9 @@ func (l *loop) add(fd int, sa unix.Sockaddr, st *Settings) {
 	l.open++
 	c.since = l.now()
 	l.lists[stIdle].push(c)
-	if l.s.log.Enabled(context.Background(), slog.LevelInfo) {
+	if c.proxy == proxyAwait {
+		l.setState(c, stQuestion) // the header must come within question_timeout
+	} else if l.s.log.Enabled(context.Background(), slog.LevelInfo) {
 		l.s.log.Info("accepted", "client", c.peer.String())
 	}
 	if l.draining {
@@ -587,6 +614,10 @@ func (l *loop) read(c *elConn, st *Settings) {
 
 // input frames data (after what c has pending) and answers it.
 func (l *loop) input(c *elConn, data []byte, st *Settings) {
+	if c.proxy != 0 {
+		l.proxyInput(c, data, st)
+		return
+	}
 	lim := st.Limits
 	if len(c.pending) > 0 {
 		if bytes.IndexByte(data, '?') < 0 && c.state == stQuestion {
@@ -877,13 +908,75 @@ func (l *loop) close(c *elConn, how ending, detail string) {
 	l.open--
 	l.s.open.Add(-1)
 	l.s.done.Add(1)
+	if c.counted {
+		l.s.srcs.release(c.peer.Addr())
+	}
 	if how == endCut {
 		l.s.cutCount.Add(1)
 	}
-	if l.s.log.Enabled(context.Background(), endLevel(how)) {
+	if how != endRefused && l.s.log.Enabled(context.Background(), endLevel(how)) {
 		logEnd(l.s.log.With("client", c.peer.String()), how, detail)
 	}
 	if l.full {
 		l.resumeListeners(l.s.settings.Load())
 	}
+}
+
+// proxyInput handles the first bytes of a connection while the PROXY
+// protocol is on: a header from a trusted proxy names the client (who is
+// then admitted), a header from anyone else is refused.
+func (l *loop) proxyInput(c *elConn, data []byte, st *Settings) {
+	if c.pending == nil {
+		c.pending = getBuf()
+	}
+	c.pending = append(c.pending, data...)
+	n, more, err := splitProxyHeader(c.pending)
+	switch {
+	case err != nil:
+		l.refuseConn(c, err.Error())
+		return
+	case more:
+		if c.state != stQuestion {
+			l.setState(c, stQuestion)
+		}
+		return
+	case n > 0 && c.proxy == proxyCheck:
+		l.refuseConn(c, ErrProxyHeader.Error()+": from "+c.peer.Addr().String()+", which is not in server.proxy_trusted")
+		return
+	}
+	if c.proxy == proxyAwait {
+		peer := c.peer
+		if n > 0 {
+			client, err := parseProxyHeader(c.pending[:n], peer)
+			if err != nil {
+				l.refuseConn(c, err.Error())
+				return
+			}
+			c.peer = client
+		}
+		why, counted := l.s.admit(c.peer, st)
+		if why != "" {
+			l.refuseConn(c, why+" (via "+peer.String()+")")
+			return
+		}
+		c.counted = counted
+		if l.s.log.Enabled(context.Background(), slog.LevelInfo) {
+			l.s.log.Info("accepted", "client", c.peer.String(), "via", peer.String())
+		}
+	}
+	c.proxy = 0
+	buf := c.pending
+	c.pending = nil
+	l.setState(c, stIdle)
+	if rest := buf[n:]; len(rest) > 0 {
+		l.input(c, rest, st)
+	}
+	putBuf(buf)
+}
+
+// refuseConn closes a connection that is not to be served, logging the
+// refusal (rate-limited) instead of a conversation's end.
+func (l *loop) refuseConn(c *elConn, why string) {
+	l.s.refuse(c.peer, why)
+	l.close(c, endRefused, "")
 }

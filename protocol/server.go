@@ -74,6 +74,9 @@ type Server struct {
 
 	shutdown atomic.Bool
 	draining atomic.Bool
+	srcs     sources
+	refusals refusals
+	refused  atomic.Uint64
 	cutCount atomic.Int64  // conversations cut off by a drain deadline
 	kill     chan struct{} // closed when the drain deadline ends
 	killOnce sync.Once

@@ -20,6 +20,13 @@ type Limits struct {
 	// WriteTimeout closes a connection that does not take its answers
 	// for this long. <= 0 means no timeout.
 	WriteTimeout time.Duration
+	// MaxConnectionsPerIP is how many connections one client address may
+	// have open; more are closed at once. <= 0 means no limit.
+	MaxConnectionsPerIP int
+	// AcceptRatePerIP is how many new connections a second one client
+	// address may open (a token bucket of that size); more are closed at
+	// once. <= 0 means no limit.
+	AcceptRatePerIP int
 }
 
 // Settings are the parts of a server that can change while it runs
@@ -31,6 +38,10 @@ type Settings struct {
 	// answer as the chapter's time.sleep does.
 	AnswerDelay time.Duration
 	Limits      Limits
+	// Access decides which client addresses are served; nil serves all.
+	Access *Access
+	// Proxy configures the PROXY protocol.
+	Proxy Proxy
 }
 
 // DefaultLimits returns the limits of zend's embedded defaults.

@@ -1,0 +1,321 @@
+package protocol
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/pires/go-proxyproto"
+)
+
+// Access is tcpd's hosts.allow/hosts.deny decision over addresses and
+// prefixes: an address that matches Allow is served; else one that
+// matches Deny is refused; anything else is served. The zero value and nil
+// serve everyone.
+type Access struct {
+	Allow, Deny []netip.Prefix
+}
+
+// Permit reports whether ip may be served.
+func (a *Access) Permit(ip netip.Addr) bool {
+	if a == nil {
+		return true
+	}
+	ip = ip.Unmap()
+	for _, p := range a.Allow {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	for _, p := range a.Deny {
+		if p.Contains(ip) {
+			return false
+		}
+	}
+	return true
+}
+
+// Proxy configures the PROXY protocol (v1 and v2, as HAProxy's
+// send-proxy and send-proxy-v2 write it): connections from Trusted peers
+// may start with a header naming the real client, which logs, access
+// control and per-source limits then use; from any other peer a header is
+// refused.
+type Proxy struct {
+	Enabled bool
+	Trusted []netip.Prefix
+}
+
+func (p *Proxy) trusts(ip netip.Addr) bool {
+	ip = ip.Unmap()
+	for _, t := range p.Trusted {
+		if t.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// The two signatures of the PROXY protocol.
+var (
+	proxyV1Sig = []byte("PROXY ")
+	proxyV2Sig = []byte("\r\n\r\n\x00\r\nQUIT\n")
+)
+
+// maxProxyHeader bounds a header: v1 is at most 107 bytes; v2 may carry
+// TLVs, of which zend allows 4 KiB.
+const maxProxyHeader = 16 + 4096
+
+// ErrProxyHeader reports a PROXY header that is malformed, too long, or
+// sent by a peer that is not trusted.
+var ErrProxyHeader = errors.New("bad PROXY header")
+
+// splitProxyHeader looks at the first bytes of a connection. It returns
+// the header's length when buf starts with a whole one (n > 0), n == 0
+// when buf does not start with a header, and more when buf is the start
+// of one that needs more bytes.
+func splitProxyHeader(buf []byte) (n int, more bool, err error) {
+	for _, sig := range [][]byte{proxyV1Sig, proxyV2Sig} {
+		k := min(len(buf), len(sig))
+		if !bytes.Equal(buf[:k], sig[:k]) {
+			continue
+		}
+		if len(buf) < len(sig) {
+			return 0, true, nil
+		}
+		if sig[0] == 'P' {
+			i := bytes.Index(buf, []byte("\r\n"))
+			switch {
+			case i >= 0 && i+2 <= 107:
+				return i + 2, false, nil
+			case i < 0 && len(buf) < 107:
+				return 0, true, nil
+			}
+			return 0, false, fmt.Errorf("%w: v1 header longer than 107 bytes", ErrProxyHeader)
+		}
+		if len(buf) < 16 {
+			return 0, true, nil
+		}
+		total := 16 + int(binary.BigEndian.Uint16(buf[14:16]))
+		if total > maxProxyHeader {
+			return 0, false, fmt.Errorf("%w: v2 header of %d bytes", ErrProxyHeader, total)
+		}
+		if len(buf) < total {
+			return 0, true, nil
+		}
+		return total, false, nil
+	}
+	return 0, false, nil
+}
+
+// parseProxyHeader parses a whole header (as splitProxyHeader measured it)
+// with go-proxyproto and returns the client it names; a LOCAL header (a
+// health check from the proxy itself) names peer.
+func parseProxyHeader(h []byte, peer netip.AddrPort) (netip.AddrPort, error) {
+	hdr, err := proxyproto.Read(bufio.NewReader(bytes.NewReader(h)))
+	if err != nil {
+		return peer, fmt.Errorf("%w: %v", ErrProxyHeader, err)
+	}
+	if hdr.Command.IsLocal() {
+		return peer, nil
+	}
+	src, _, ok := hdr.TCPAddrs()
+	if !ok {
+		return peer, fmt.Errorf("%w: not TCP (%v)", ErrProxyHeader, hdr.TransportProtocol)
+	}
+	ap := src.AddrPort()
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
+}
+
+// sources tracks per-source connections and their rate, like sshd's
+// PerSourceMaxStartups and xinetd's per_source and cps.
+type sources struct {
+	mu    sync.Mutex
+	m     map[netip.Addr]*source
+	swept time.Time
+}
+
+type source struct {
+	open   int
+	tokens float64
+	rate   float64
+	at     time.Time
+}
+
+// admit counts a new connection from ip, or says why it is refused.
+// counted tells whether release must be called for it.
+func (s *sources) admit(ip netip.Addr, lim Limits) (why string, counted bool) {
+	if lim.MaxConnectionsPerIP <= 0 && lim.AcceptRatePerIP <= 0 {
+		return "", false
+	}
+	ip = ip.Unmap()
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = map[netip.Addr]*source{}
+	}
+	if now.Sub(s.swept) > 10*time.Second {
+		// Sources that burst once and never came back: their bucket is
+		// full again.
+		s.swept = now
+		for a, src := range s.m {
+			s.forget(a, src)
+		}
+	}
+	src := s.m[ip]
+	if src == nil {
+		src = &source{tokens: float64(lim.AcceptRatePerIP), rate: float64(lim.AcceptRatePerIP), at: now}
+		s.m[ip] = src
+	}
+	src.rate = float64(lim.AcceptRatePerIP)
+	if lim.AcceptRatePerIP > 0 {
+		src.refill(now)
+		if src.tokens < 1 {
+			s.forget(ip, src)
+			return fmt.Sprintf("more than %d new connections a second (limits.accept_rate_per_ip)", lim.AcceptRatePerIP), false
+		}
+	}
+	if lim.MaxConnectionsPerIP > 0 && src.open >= lim.MaxConnectionsPerIP {
+		return fmt.Sprintf("%d connections open already (limits.max_connections_per_ip)", src.open), false
+	}
+	if lim.AcceptRatePerIP > 0 {
+		src.tokens--
+	}
+	src.open++
+	return "", true
+}
+
+// release uncounts a connection admitted from ip.
+func (s *sources) release(ip netip.Addr) {
+	ip = ip.Unmap()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if src := s.m[ip]; src != nil {
+		src.open--
+		s.forget(ip, src)
+	}
+}
+
+// refill adds the tokens earned since the last look.
+func (src *source) refill(now time.Time) {
+	src.tokens = min(src.rate, src.tokens+now.Sub(src.at).Seconds()*src.rate)
+	src.at = now
+}
+
+// forget drops a source with nothing open and a full bucket, so the map
+// holds only sources with connections or a recent burst.
+func (s *sources) forget(ip netip.Addr, src *source) {
+	src.refill(time.Now())
+	if src.open <= 0 && src.tokens >= src.rate {
+		delete(s.m, ip)
+	}
+}
+
+// refusals rate-limits the log lines of refused connections, so a flood
+// cannot fill the disk: at most refusalBurst lines, then one a second with
+// the count of those not logged.
+type refusals struct {
+	mu      sync.Mutex
+	tokens  float64
+	at      time.Time
+	dropped int
+}
+
+const refusalBurst = 20
+
+// allow reports whether this refusal may be logged, and how many were not
+// since the last one that was.
+func (r *refusals) allow() (bool, int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := time.Now()
+	if r.at.IsZero() {
+		r.tokens = refusalBurst
+	} else {
+		r.tokens = min(refusalBurst, r.tokens+now.Sub(r.at).Seconds())
+	}
+	r.at = now
+	if r.tokens < 1 {
+		r.dropped++
+		return false, 0
+	}
+	r.tokens--
+	d := r.dropped
+	r.dropped = 0
+	return true, d
+}
+
+// refuse logs (rate-limited) that a client was refused.
+func (s *Server) refuse(client netip.AddrPort, why string) {
+	s.refused.Add(1)
+	if ok, dropped := s.refusals.allow(); ok {
+		if dropped > 0 {
+			s.log.Warn("refused", "client", client.String(), "reason", why, "not_logged_before", dropped)
+		} else {
+			s.log.Warn("refused", "client", client.String(), "reason", why)
+		}
+	}
+}
+
+// admit decides whether a client (its real address) is served: access
+// control, then per-source limits. It returns why not, or "", and whether
+// the connection was counted (then s.srcs.release is due at its end).
+func (s *Server) admit(client netip.AddrPort, st *Settings) (string, bool) {
+	if !client.IsValid() {
+		return "", false // not an IP connection (a pipe in tests)
+	}
+	if !st.Access.Permit(client.Addr()) {
+		return "denied by [access]", false
+	}
+	return s.srcs.admit(client.Addr(), st.Limits)
+}
+
+// proxyStart reads the first bytes of a connection from peer when the
+// PROXY protocol is on, with the question timeout: from a trusted peer an
+// optional header naming the real client, from any other peer none. It
+// returns the client and the bytes read after the header.
+func (s *Server) proxyStart(nc net.Conn, peer netip.AddrPort, st *Settings) (netip.AddrPort, []byte, error) {
+	trusted := st.Proxy.trusts(peer.Addr())
+	if st.Limits.QuestionTimeout > 0 {
+		nc.SetReadDeadline(time.Now().Add(st.Limits.QuestionTimeout))
+	}
+	var buf []byte
+	tmp := make([]byte, 512)
+	for {
+		n, more, err := splitProxyHeader(buf)
+		switch {
+		case err != nil:
+			return peer, nil, err
+		case n > 0 && !trusted:
+			return peer, nil, fmt.Errorf("%w: from %s, which is not in server.proxy_trusted", ErrProxyHeader, peer.Addr())
+		case n > 0:
+			client, err := parseProxyHeader(buf[:n], peer)
+			return client, buf[n:], err
+		case !more && len(buf) > 0:
+			return peer, buf, nil // no header
+		}
+		k, err := nc.Read(tmp)
+		buf = append(buf, tmp[:k]...)
+		if err != nil {
+			if k > 0 {
+				continue
+			}
+			return peer, buf, err
+		}
+	}
+}
+
+// addrPortOf returns a net.Addr as netip.AddrPort (zero when not IP).
+func addrPortOf(a net.Addr) netip.AddrPort {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ap := ta.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	return netip.AddrPort{}
+}
