@@ -23,6 +23,7 @@ type Config struct {
 	Daemon  Daemon            `toml:"daemon"`
 	Log     Log               `toml:"log"`
 	Limits  Limits            `toml:"limits"`
+	Access  Access            `toml:"access"`
 	Answers map[string]string `toml:"answers"`
 
 	// Path is the file the configuration was loaded from, "" for the
@@ -40,6 +41,9 @@ type Server struct {
 	Workers     int      `toml:"workers" env:"ZEND_WORKERS"`
 	AnswerDelay Duration `toml:"answer_delay" env:"ZEND_ANSWER_DELAY"`
 	Backlog     int      `toml:"backlog" env:"ZEND_BACKLOG"`
+	// ProxyProtocol accepts PROXY v1/v2 headers from ProxyTrusted peers.
+	ProxyProtocol bool     `toml:"proxy_protocol" env:"ZEND_PROXY_PROTOCOL"`
+	ProxyTrusted  []string `toml:"proxy_trusted" env:"ZEND_PROXY_TRUSTED"`
 }
 
 // Daemon is the [daemon] table.
@@ -69,6 +73,16 @@ type Limits struct {
 	QuestionTimeout  Duration `toml:"question_timeout" env:"ZEND_QUESTION_TIMEOUT"`
 	WriteTimeout     Duration `toml:"write_timeout" env:"ZEND_WRITE_TIMEOUT"`
 	ShutdownTimeout  Duration `toml:"shutdown_timeout" env:"ZEND_SHUTDOWN_TIMEOUT"`
+	// Per-source limits; 0 means none.
+	MaxConnectionsPerIP int `toml:"max_connections_per_ip" env:"ZEND_MAX_CONNECTIONS_PER_IP"`
+	AcceptRatePerIP     int `toml:"accept_rate_per_ip" env:"ZEND_ACCEPT_RATE_PER_IP"`
+}
+
+// Access is the [access] table: tcpd's semantics, an address matching
+// allow is served, else one matching deny is refused, else it is served.
+type Access struct {
+	Allow []string `toml:"allow" env:"ZEND_ACCESS_ALLOW"`
+	Deny  []string `toml:"deny" env:"ZEND_ACCESS_DENY"`
 }
 
 // Default returns the embedded defaults: what zend runs on when
@@ -76,9 +90,10 @@ type Limits struct {
 func Default() *Config {
 	return &Config{
 		Server: Server{
-			Listen:  []string{"127.0.0.1:1060"},
-			Engine:  "goroutine",
-			Workers: 0,
+			Listen:       []string{"127.0.0.1:1060"},
+			Engine:       "goroutine",
+			Workers:      0,
+			ProxyTrusted: []string{},
 		},
 		Daemon: Daemon{
 			Pidfile: "/run/zend/zend.pid",
@@ -100,6 +115,7 @@ func Default() *Config {
 			WriteTimeout:     Duration(30 * time.Second),
 			ShutdownTimeout:  Duration(10 * time.Second),
 		},
+		Access:  Access{Allow: []string{}, Deny: []string{}},
 		Answers: map[string]string{},
 	}
 }

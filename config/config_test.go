@@ -265,3 +265,32 @@ func TestWriteTOMLRoundTrip(t *testing.T) {
 		t.Fatalf("round trip changed the config:\n%s", b.String())
 	}
 }
+
+// FuzzLoad feeds arbitrary files to the loader: it must never panic, and
+// every error must name the file.
+func FuzzLoad(f *testing.F) {
+	sample, _ := os.ReadFile("../etc/zend.toml")
+	f.Add(sample)
+	f.Add([]byte("[server]\nlisten = [\"127.0.0.1:1060\"]\nengine = \"pool\"\n"))
+	f.Add([]byte("[limits]\nidle_timeout = \"5x\"\n"))
+	f.Add([]byte("[access]\nallow = [\"10.0.0.0/8\", \"::1\"]\ndeny = [\"0.0.0.0/0\"]\n"))
+	f.Add([]byte("[answers]\n\"a?\" = \"b.\"\n[srever]\nx = 1\n"))
+	f.Add([]byte("[server\n"))
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p := filepath.Join(dir, "fuzz.toml")
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		c, err := Source{Path: p}.Load()
+		if err != nil {
+			if !strings.Contains(err.Error(), p) {
+				t.Fatalf("error does not name the file: %v", err)
+			}
+			return
+		}
+		if err := c.Validate(); err != nil {
+			t.Fatalf("Load returned an invalid config: %v", err)
+		}
+	})
+}

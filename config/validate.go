@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -56,6 +57,32 @@ func (c *Config) Validate() error {
 	}
 	if c.Server.Backlog < 0 {
 		bad("server.backlog", "%d: allowed is 0 (the system maximum, net.core.somaxconn) or a positive number", c.Server.Backlog)
+	}
+
+	for _, p := range c.Server.ProxyTrusted {
+		if _, err := ParsePrefix(p); err != nil {
+			bad("server.proxy_trusted", "%v", err)
+		}
+	}
+	if c.Server.ProxyProtocol && len(c.Server.ProxyTrusted) == 0 {
+		bad("server.proxy_protocol", "true without server.proxy_trusted: allowed is a list of the proxies' addresses or CIDRs, such as [\"127.0.0.1\"], whose headers are believed")
+	}
+	for _, key := range []string{"access.allow", "access.deny"} {
+		list := c.Access.Allow
+		if key == "access.deny" {
+			list = c.Access.Deny
+		}
+		for _, p := range list {
+			if _, err := ParsePrefix(p); err != nil {
+				bad(key, "%v", err)
+			}
+		}
+	}
+	if c.Limits.MaxConnectionsPerIP < 0 {
+		bad("limits.max_connections_per_ip", "%d: allowed is 0 (no limit) or more", c.Limits.MaxConnectionsPerIP)
+	}
+	if c.Limits.AcceptRatePerIP < 0 {
+		bad("limits.accept_rate_per_ip", "%d: allowed is 0 (no limit) or more new connections a second", c.Limits.AcceptRatePerIP)
 	}
 
 	if c.Daemon.Pidfile == "" {
@@ -191,4 +218,22 @@ func oneOf(s string, allowed []string) bool {
 		}
 	}
 	return false
+}
+
+// ParsePrefix parses an address ("192.0.2.7", "::1") or a CIDR
+// ("10.0.0.0/8", "2001:db8::/32"); an address is a prefix of one host.
+func ParsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("%q: allowed is an IPv4 or IPv6 address or CIDR, such as \"10.0.0.0/8\" or \"::1\"", s)
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q: allowed is an IPv4 or IPv6 address or CIDR, such as \"10.0.0.0/8\" or \"::1\"", s)
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -50,9 +51,25 @@ func NewService(cfg *config.Config, log *slog.Logger) (*Service, error) {
 	return s, nil
 }
 
-// Settings turns the reloadable part of cfg into protocol settings.
+// Settings turns the reloadable part of cfg into protocol settings. cfg
+// is validated: its prefixes parse.
 func Settings(cfg *config.Config) protocol.Settings {
+	prefixes := func(list []string) []netip.Prefix {
+		var out []netip.Prefix
+		for _, s := range list {
+			if p, err := config.ParsePrefix(s); err == nil {
+				out = append(out, p)
+			}
+		}
+		return out
+	}
+	var access *protocol.Access
+	if len(cfg.Access.Allow)+len(cfg.Access.Deny) > 0 {
+		access = &protocol.Access{Allow: prefixes(cfg.Access.Allow), Deny: prefixes(cfg.Access.Deny)}
+	}
 	return protocol.Settings{
+		Access:      access,
+		Proxy:       protocol.Proxy{Enabled: cfg.Server.ProxyProtocol, Trusted: prefixes(cfg.Server.ProxyTrusted)},
 		Answers:     protocol.NewAnswers(cfg.Answers),
 		AnswerDelay: cfg.Server.AnswerDelay.D(),
 		Limits: protocol.Limits{
@@ -61,6 +78,9 @@ func Settings(cfg *config.Config) protocol.Settings {
 			IdleTimeout:      cfg.Limits.IdleTimeout.D(),
 			QuestionTimeout:  cfg.Limits.QuestionTimeout.D(),
 			WriteTimeout:     cfg.Limits.WriteTimeout.D(),
+
+			MaxConnectionsPerIP: cfg.Limits.MaxConnectionsPerIP,
+			AcceptRatePerIP:     cfg.Limits.AcceptRatePerIP,
 		},
 	}
 }
