@@ -475,3 +475,23 @@ func TestUnderXinetd(t *testing.T) {
 	client(t, addr2) // xinetd starts a new one
 	waitFileMatch(t, logf, `msg=accepted prog=in-zen1 pid=\d+ client=127\.0\.0\.1`)
 }
+
+// TestInZenAccess: [access] applies to the inetd binaries too.
+func TestInZenAccess(t *testing.T) {
+	dir := shared(t)
+	cfg := filepath.Join(dir, "zend.toml")
+	os.WriteFile(cfg, []byte("[access]\ndeny = [\"127.0.0.0/8\"]\n"), 0o644)
+	logf := filepath.Join(dir, "in-zen.log")
+	client, server := socketPair(t)
+	cmd := startWithSocket(t, "in-zen1", server, "-c", cfg, "-log", logf)
+	server.Close()
+	io.WriteString(client, "Simple is better than?")
+	if b, _ := io.ReadAll(client); len(b) != 0 {
+		t.Fatalf("denied client got %q", b)
+	}
+	cmd.Wait()
+	logText, _ := os.ReadFile(logf)
+	if !bytes.Contains(logText, []byte(`msg=refused`)) || !bytes.Contains(logText, []byte("denied by [access]")) {
+		t.Fatalf("log:\n%s", logText)
+	}
+}
