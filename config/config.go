@@ -24,6 +24,7 @@ type Config struct {
 	Log     Log               `toml:"log"`
 	Limits  Limits            `toml:"limits"`
 	Access  Access            `toml:"access"`
+	Metrics Metrics           `toml:"metrics"`
 	Answers map[string]string `toml:"answers"`
 
 	// Path is the file the configuration was loaded from, "" for the
@@ -76,6 +77,13 @@ type Limits struct {
 	// Per-source limits; 0 means none.
 	MaxConnectionsPerIP int `toml:"max_connections_per_ip" env:"ZEND_MAX_CONNECTIONS_PER_IP"`
 	AcceptRatePerIP     int `toml:"accept_rate_per_ip" env:"ZEND_ACCEPT_RATE_PER_IP"`
+}
+
+// Metrics is the [metrics] table.
+type Metrics struct {
+	// Listen is where Prometheus metrics are served at /metrics; "" is
+	// off.
+	Listen string `toml:"listen" env:"ZEND_METRICS_LISTEN"`
 }
 
 // Access is the [access] table: tcpd's semantics, an address matching

@@ -78,6 +78,11 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	if c.Metrics.Listen != "" {
+		if err := checkAddr(c.Metrics.Listen); err != nil {
+			bad("metrics.listen", "%q: %v (or \"\" for no metrics)", c.Metrics.Listen, err)
+		}
+	}
 	if c.Limits.MaxConnectionsPerIP < 0 {
 		bad("limits.max_connections_per_ip", "%d: allowed is 0 (no limit) or more", c.Limits.MaxConnectionsPerIP)
 	}

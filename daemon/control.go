@@ -26,6 +26,9 @@ type Status struct {
 	Engine     string       `json:"engine"`
 	Open       int64        `json:"open_connections"`
 	Total      uint64       `json:"total_connections"`
+	Answered   uint64       `json:"questions_answered"`
+	Unknown    uint64       `json:"unknown_questions"`
+	Refused    uint64       `json:"refused_connections"`
 	Config     string       `json:"config"`
 	Log        string       `json:"log"`
 	User       string       `json:"user,omitempty"`
@@ -53,8 +56,15 @@ func (in *instance) status() Status {
 	for _, a := range in.svc.Addrs() {
 		st.Listen = append(st.Listen, a.String())
 	}
-	s := in.svc.Stats()
-	st.Open, st.Total = s.Open, s.Total
+	m := in.svc.Metrics()
+	st.Open, st.Total, st.Unknown = m.Open, m.Accepted, m.Unknown
+	for _, n := range m.Answers {
+		st.Answered += n
+	}
+	st.Answered += m.Unknown
+	for _, n := range m.Refused {
+		st.Refused += n
+	}
 	return st
 }
 

@@ -29,8 +29,16 @@ type instance struct {
 	// not under systemd's Type=notify.
 	notify func(states ...string)
 
-	mu     sync.Mutex // guards reload, read by the control socket
-	reload ReloadResult
+	mu       sync.Mutex // guards reload and its counts, read by the control socket
+	reload   ReloadResult
+	reloadOK int
+}
+
+// reloadCounts returns how many reloads were applied and refused.
+func (in *instance) reloadCounts() (ok, failed int) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.reloadOK, in.reload.Gen - in.reloadOK
 }
 
 // statusLine is the STATUS= text for systemd.
@@ -142,6 +150,9 @@ func (in *instance) doReload() {
 	in.reload.Gen++
 	in.reload.At = time.Now()
 	in.reload.OK = err == nil
+	if err == nil {
+		in.reloadOK++
+	}
 	in.reload.Error = ""
 	if err != nil {
 		in.reload.Error = err.Error()

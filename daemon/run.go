@@ -63,6 +63,14 @@ func Run(ctx context.Context, opts RunOptions) error {
 		return err
 	}
 	in.svc = svc
+	ms, err := listenMetrics(cfg.Metrics.Listen)
+	if err != nil {
+		svc.Shutdown(context.Background())
+		in.log.Error("cannot start", "err", err.Error())
+		return err
+	}
+	defer ms.close()
+	ms.serve(in, in.log)
 	svc.Start()
 	in.log.Info("zend ready", "pid", os.Getpid(), "engine", cfg.Server.Engine, "addrs", fmt.Sprint(svc.Addrs()))
 	in.notify = sdNotify

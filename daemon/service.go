@@ -219,6 +219,9 @@ func (s *Service) Addrs() []net.Addr {
 // Stats returns the server's counters.
 func (s *Service) Stats() protocol.Stats { return s.srv.Stats() }
 
+// Metrics returns what the server has done since it started.
+func (s *Service) Metrics() protocol.Metrics { return s.srv.Metrics() }
+
 // Engine returns the engine in use.
 func (s *Service) Engine() string { return string(s.srv.Engine()) }
 
@@ -299,6 +302,9 @@ func needRestart(old, cfg *config.Config) []string {
 	}
 	if cfg.Daemon != old.Daemon {
 		keys = append(keys, "daemon")
+	}
+	if cfg.Metrics != old.Metrics {
+		keys = append(keys, "metrics.listen")
 	}
 	return keys
 }

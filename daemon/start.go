@@ -449,6 +449,12 @@ func daemonStage(ctx context.Context, opts StartOptions) (err error) {
 		return fail(err)
 	}
 	defer ctl.close()
+	ms, err := listenMetrics(cfg.Metrics.Listen) // bound before dropping privileges too
+	if err != nil {
+		svc.Shutdown(context.Background())
+		return fail(err)
+	}
+	defer ms.close()
 
 	if cred != nil { // step 13
 		for _, p := range append(made, ctl.path, logFile) {
@@ -470,6 +476,7 @@ func daemonStage(ctx context.Context, opts StartOptions) (err error) {
 	defer stopSignals()
 	svc.Start()
 	go ctl.serve(in)
+	ms.serve(in, log)
 	if cfg.Path == "" {
 		log.Info("no configuration file, running on embedded defaults", "missing", config.DefaultPath)
 	}

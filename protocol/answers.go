@@ -1,5 +1,7 @@
 package protocol
 
+import "sync/atomic"
+
 // UnknownAnswer is the answer to every question that is not in the table,
 // the empty question "?" included.
 const UnknownAnswer = "Error: unknown aphorism."
@@ -23,22 +25,42 @@ func Builtin() map[string]string {
 // Answers is an immutable answer table. The zero value and nil answer every
 // question with UnknownAnswer.
 type Answers struct {
-	m       map[string][]byte
-	unknown []byte
+	m       map[string]entry
+	unknown entry
+}
+
+// entry is an answer and the counter of how often it was given (nil until
+// a Server adopts the table).
+type entry struct {
+	ans  []byte
+	hits *atomic.Uint64
 }
 
 // NewAnswers returns the built-in table with extra added on top; an entry of
 // extra overrides a built-in answer for the same question. Keys are whole
 // questions including their '?'.
 func NewAnswers(extra map[string]string) *Answers {
-	a := &Answers{m: make(map[string][]byte, len(builtin)+len(extra)), unknown: []byte(UnknownAnswer)}
+	a := &Answers{m: make(map[string]entry, len(builtin)+len(extra)), unknown: entry{ans: []byte(UnknownAnswer)}}
 	for q, ans := range builtin {
-		a.m[q] = []byte(ans)
+		a.m[q] = entry{ans: []byte(ans)}
 	}
 	for q, ans := range extra {
-		a.m[q] = []byte(ans)
+		a.m[q] = entry{ans: []byte(ans)}
 	}
 	return a
+}
+
+// counted returns a copy of a whose entries count into counter(answer),
+// and whose unknown answer counts into unknown.
+func (a *Answers) counted(counter func(answer string) *atomic.Uint64, unknown *atomic.Uint64) *Answers {
+	if a == nil {
+		a = NewAnswers(nil)
+	}
+	c := &Answers{m: make(map[string]entry, len(a.m)), unknown: entry{ans: a.unknown.ans, hits: unknown}}
+	for q, e := range a.m {
+		c.m[q] = entry{ans: e.ans, hits: counter(string(e.ans))}
+	}
+	return c
 }
 
 // Answer returns the answer to question q (which includes its '?'). The
@@ -47,10 +69,14 @@ func (a *Answers) Answer(q []byte) []byte {
 	if a == nil {
 		return []byte(UnknownAnswer)
 	}
-	if ans, ok := a.m[string(q)]; ok {
-		return ans
+	e, ok := a.m[string(q)]
+	if !ok {
+		e = a.unknown
 	}
-	return a.unknown
+	if e.hits != nil {
+		e.hits.Add(1)
+	}
+	return e.ans
 }
 
 // Known reports whether q has an answer other than UnknownAnswer.

@@ -166,6 +166,7 @@ func (s *Server) converse(c *conn, log *slog.Logger, initial []byte) (ending, st
 			nc.SetReadDeadline(s.readDeadline(now, lim, len(pending) > 0, qStart, true))
 		}
 		rbuf, n, rerr := rd.read()
+		readAt, answered := time.Now(), 0
 		if n > 0 {
 			st = s.settings.Load() // a reload while we waited applies to these questions
 			lim = st.Limits
@@ -205,12 +206,15 @@ func (s *Server) converse(c *conn, log *slog.Logger, initial []byte) (ending, st
 					out = getBuf()
 				}
 				out = append(out, st.Answers.Answer(data[start:end])...)
+				answered++
 				data = data[end:]
 				fresh = true
 			}
 			rd.release() // nothing points into it any more: pending is a copy
 			if len(out) > 0 {
-				if err := s.flush(nc, out, lim); err != nil {
+				err := s.flush(nc, out, lim)
+				s.latency.observe(time.Since(readAt), answered)
+				if err != nil {
 					if c.cut.Load() {
 						return endCut, ""
 					}

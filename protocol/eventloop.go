@@ -637,6 +637,7 @@ func (l *loop) input(c *elConn, data []byte, st *Settings) {
 	}
 	fresh := c.state != stQuestion
 	l.wbuf = l.wbuf[:0]
+	readAt, answered := time.Now(), 0
 	for {
 		start, end, err := Split(data, lim.MaxQuestionBytes)
 		if err != nil {
@@ -661,6 +662,7 @@ func (l *loop) input(c *elConn, data []byte, st *Settings) {
 			break
 		}
 		l.wbuf = append(l.wbuf, ans...)
+		answered++
 		fresh = true
 		if len(l.wbuf) >= batchOut && len(data) > 0 {
 			l.keep(c, data, true, true) // the rest waits until the answers are taken
@@ -669,6 +671,7 @@ func (l *loop) input(c *elConn, data []byte, st *Settings) {
 	}
 	if len(l.wbuf) > 0 {
 		l.write(c, l.wbuf, st)
+		l.s.latency.observe(time.Since(readAt), answered)
 	}
 }
 
@@ -813,6 +816,7 @@ func (l *loop) expire(st *Settings) {
 		c.delayed = nil
 		l.setState(c, stIdle)
 		l.write(c, ans, st)
+		l.s.latency.observe(st.AnswerDelay, 1)
 	}
 	if !l.draining && lim.IdleTimeout > 0 {
 		for c := l.lists[stIdle].head; c != nil && c.since+int64(lim.IdleTimeout) <= now; c = l.lists[stIdle].head {

@@ -254,6 +254,7 @@ func (r *refusals) allow() (bool, int) {
 // refuse logs (rate-limited) that a client was refused.
 func (s *Server) refuse(client netip.AddrPort, why string) {
 	s.refused.Add(1)
+	s.countRefusal(why)
 	if ok, dropped := s.refusals.allow(); ok {
 		if dropped > 0 {
 			s.log.Warn("refused", "client", client.String(), "reason", why, "not_logged_before", dropped)

@@ -272,3 +272,23 @@ func FuzzProxyHeader(f *testing.F) {
 		}
 	})
 }
+
+func TestMetricsCount(t *testing.T) {
+	for _, e := range concurrentEngines {
+		t.Run(string(e), func(t *testing.T) {
+			srv, addr, _ := startLogged(t, e, Settings{Access: &Access{Deny: prefixes(t, "127.0.0.9/32")}})
+			c := dialFrom(t, "127.0.0.1", addr)
+			r := bufio.NewReader(c)
+			ask(t, c, r, "Beautiful is better than?Beautiful is better than?", "Ugly.Ugly.")
+			ask(t, c, r, "??", UnknownAnswer+UnknownAnswer)
+			refused(t, dialFrom(t, "127.0.0.9", addr))
+			// A reload keeps the counts.
+			srv.Update(srv.Settings())
+			ask(t, c, r, "Beautiful is better than?", "Ugly.")
+			m := srv.Metrics()
+			if m.Answers["Ugly."] != 3 || m.Unknown != 2 || m.Refused[RefusedAccess] != 1 || m.Accepted < 2 || m.LatencyCount != 5 {
+				t.Fatalf("metrics %+v", m)
+			}
+		})
+	}
+}

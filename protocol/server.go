@@ -77,6 +77,11 @@ type Server struct {
 	srcs     sources
 	refusals refusals
 	refused  atomic.Uint64
+
+	answerHits  map[string]*atomic.Uint64 // by answer; guarded by mu
+	unknownHits atomic.Uint64
+	refusedBy   [4]atomic.Uint64 // by refusalReasons
+	latency     latencyHist
 	cutCount atomic.Int64  // conversations cut off by a drain deadline
 	kill     chan struct{} // closed when the drain deadline ends
 	killOnce sync.Once
@@ -118,6 +123,8 @@ func NewServer(engine Engine, workers int, st Settings, logger *slog.Logger) (*S
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[*conn]struct{}),
 		kill:      make(chan struct{}),
+
+		answerHits: make(map[string]*atomic.Uint64),
 	}
 	s.cond = sync.NewCond(&s.mu)
 	s.Update(st)
@@ -130,9 +137,9 @@ func (s *Server) Engine() Engine { return s.engine }
 // Update replaces the settings. Conversations use the new answers and limits
 // from their next question on; no connection is dropped.
 func (s *Server) Update(st Settings) {
-	if st.Answers == nil {
-		st.Answers = NewAnswers(nil)
-	}
+	s.mu.Lock()
+	st.Answers = st.Answers.counted(s.answerCounter, &s.unknownHits)
+	s.mu.Unlock()
 	s.settings.Store(&st)
 	s.mu.Lock()
 	s.fullSaid = false

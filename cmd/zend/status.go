@@ -35,7 +35,8 @@ func cmdStatus(g *global, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "  uptime:      %s (since %s)\n", st.Uptime, st.Started.Format("2006-01-02 15:04:05 MST"))
 	fmt.Fprintf(stdout, "  listening:   %s\n", strings.Join(st.Listen, ", "))
 	fmt.Fprintf(stdout, "  engine:      %s\n", st.Engine)
-	fmt.Fprintf(stdout, "  connections: %d open, %d since start\n", st.Open, st.Total)
+	fmt.Fprintf(stdout, "  connections: %d open, %d since start, %d refused\n", st.Open, st.Total, st.Refused)
+	fmt.Fprintf(stdout, "  questions:   %d answered, %d of them unknown\n", st.Answered, st.Unknown)
 	fmt.Fprintf(stdout, "  config:      %s\n", st.Config)
 	fmt.Fprintf(stdout, "  log:         %s\n", st.Log)
 	if st.User != "" {

@@ -1,0 +1,128 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime"
+	"runtime/debug"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"zend/protocol"
+)
+
+// Version is zend's version for zend_build_info: the module version, or
+// "devel" for a build from a checkout.
+func Version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "devel"
+}
+
+// metricsServer serves Prometheus metrics of an instance at /metrics.
+type metricsServer struct {
+	srv *http.Server
+	ln  net.Listener
+}
+
+// listenMetrics binds addr (before privileges are dropped, as the listen
+// sockets are); serve starts answering scrapes.
+func listenMetrics(addr string) (*metricsServer, error) {
+	if addr == "" {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics.listen: %w", err)
+	}
+	return &metricsServer{ln: ln}, nil
+}
+
+func (m *metricsServer) serve(in *instance, log *slog.Logger) {
+	if m == nil {
+		return
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		&zendCollector{in: in},
+	)
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelError)}))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "zend serves its metrics at /metrics", http.StatusNotFound)
+	})
+	m.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	log.Info("serving metrics", "addr", m.ln.Addr().String(), "path", "/metrics")
+	go func() {
+		if err := m.srv.Serve(m.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server failed", "err", err.Error())
+		}
+	}()
+}
+
+func (m *metricsServer) close() {
+	if m == nil {
+		return
+	}
+	if m.srv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		m.srv.Shutdown(ctx)
+	}
+	m.ln.Close()
+}
+
+var (
+	descOpen     = prometheus.NewDesc("zend_connections_open", "Conversations open now.", nil, nil)
+	descAccepted = prometheus.NewDesc("zend_connections_accepted_total", "Connections accepted since start.", nil, nil)
+	descAnswers  = prometheus.NewDesc("zend_answers_total", "Questions answered, by answer.", []string{"answer"}, nil)
+	descUnknown  = prometheus.NewDesc("zend_unknown_questions_total", "Questions answered with the error answer.", nil, nil)
+	descRefused  = prometheus.NewDesc("zend_refused_connections_total", "Connections refused, by reason.", []string{"reason"}, nil)
+	descLatency  = prometheus.NewDesc("zend_question_duration_seconds", "Time from a question's last byte read to its answer written.", nil, nil)
+	descReloads  = prometheus.NewDesc("zend_reloads_total", "Configuration reloads, by result.", []string{"result"}, nil)
+	descBuild    = prometheus.NewDesc("zend_build_info", "Build of the running zend (always 1).", []string{"version", "goversion", "engine"}, nil)
+	descStarted  = prometheus.NewDesc("zend_start_time_seconds", "When this zend started, in Unix time.", nil, nil)
+)
+
+// zendCollector reads the server's counters at each scrape, so the
+// protocol package needs no metrics library.
+type zendCollector struct{ in *instance }
+
+func (c *zendCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descOpen, descAccepted, descAnswers, descUnknown, descRefused, descLatency, descReloads, descBuild, descStarted} {
+		ch <- d
+	}
+}
+
+func (c *zendCollector) Collect(ch chan<- prometheus.Metric) {
+	m := c.in.svc.Metrics()
+	ch <- prometheus.MustNewConstMetric(descOpen, prometheus.GaugeValue, float64(m.Open))
+	ch <- prometheus.MustNewConstMetric(descAccepted, prometheus.CounterValue, float64(m.Accepted))
+	for ans, n := range m.Answers {
+		ch <- prometheus.MustNewConstMetric(descAnswers, prometheus.CounterValue, float64(n), ans)
+	}
+	ch <- prometheus.MustNewConstMetric(descUnknown, prometheus.CounterValue, float64(m.Unknown))
+	for reason, n := range m.Refused {
+		ch <- prometheus.MustNewConstMetric(descRefused, prometheus.CounterValue, float64(n), reason)
+	}
+	buckets := map[float64]uint64{}
+	for i, b := range protocol.LatencyBounds {
+		buckets[b] = m.LatencyCounts[i]
+	}
+	ch <- prometheus.MustNewConstHistogram(descLatency, m.LatencyCount, m.LatencySum, buckets)
+	ok, failed := c.in.reloadCounts()
+	ch <- prometheus.MustNewConstMetric(descReloads, prometheus.CounterValue, float64(ok), "ok")
+	ch <- prometheus.MustNewConstMetric(descReloads, prometheus.CounterValue, float64(failed), "failed")
+	ch <- prometheus.MustNewConstMetric(descBuild, prometheus.GaugeValue, 1, Version(), runtime.Version(), c.in.svc.Engine())
+	ch <- prometheus.MustNewConstMetric(descStarted, prometheus.GaugeValue, float64(c.in.started.UnixNano())/1e9)
+}
