@@ -383,8 +383,12 @@ func (l *loop) waitMs() int {
 		}
 	}
 	lim := st.Limits
-	if h := l.lists[stIdle].head; h != nil && lim.IdleTimeout > 0 && !l.draining {
-		consider(h.since + int64(lim.IdleTimeout))
+	if h := l.lists[stIdle].head; h != nil {
+		if l.draining {
+			consider(h.since + int64(drainPoll))
+		} else if lim.IdleTimeout > 0 {
+			consider(h.since + int64(lim.IdleTimeout))
+		}
 	}
 	if h := l.lists[stQuestion].head; h != nil {
 		if lim.QuestionTimeout > 0 {
@@ -540,9 +544,6 @@ func (l *loop) add(fd int, sa unix.Sockaddr, st *Settings) {
 		l.setState(c, stQuestion) // the header must come within question_timeout
 	} else if l.s.log.Enabled(context.Background(), slog.LevelInfo) {
 		l.s.log.Info("accepted", "client", c.peer.String())
-	}
-	if l.draining {
-		l.drainConn(c, st)
 	}
 }
 
@@ -779,9 +780,6 @@ func (l *loop) afterWrite(c *elConn, st *Settings) {
 			l.setState(c, stIdle)
 		}
 	}
-	if l.draining && c.state == stIdle && c.fd >= 0 {
-		l.linger(c)
-	}
 }
 
 func (l *loop) setIn(c *elConn, on bool) bool {
@@ -818,7 +816,15 @@ func (l *loop) expire(st *Settings) {
 		l.write(c, ans, st)
 		l.s.latency.observe(st.AnswerDelay, 1)
 	}
-	if !l.draining && lim.IdleTimeout > 0 {
+	if l.draining {
+		for c := l.lists[stIdle].head; c != nil && c.since+int64(drainPoll) <= now; c = l.lists[stIdle].head {
+			if len(c.pending) == 0 && len(c.unsent) == 0 {
+				l.linger(c) // quiet at a question boundary: done
+			} else {
+				l.setState(c, stIdle) // questions still queued: look again later
+			}
+		}
+	} else if lim.IdleTimeout > 0 {
 		for c := l.lists[stIdle].head; c != nil && c.since+int64(lim.IdleTimeout) <= now; c = l.lists[stIdle].head {
 			l.close(c, endIdle, "")
 		}
@@ -846,25 +852,21 @@ func (l *loop) expire(st *Settings) {
 // beginDrain: stop accepting, answer what has arrived, close idle
 // connections at their question boundary.
 func (l *loop) beginDrain() {
-	l.draining = true
-	for _, el := range l.lfds {
+	st := l.s.settings.Load()
+	for fd, el := range l.lfds {
+		// Out of epoll first, then take what is already queued: with
+		// EPOLLEXCLUSIVE the kernel may have woken this loop alone for
+		// those connections, and another process sharing the socket (the
+		// new daemon of an upgrade) would not be woken for them.
+		if !l.paused[fd] {
+			l.epollListener(fd, false)
+			l.paused[fd] = true
+		}
+		l.accept(fd, st)
 		l.dropListener(el)
 	}
-	st := l.s.settings.Load()
-	for c := l.lists[stIdle].head; c != nil; {
-		next := c.next
-		l.drainConn(c, st)
-		c = next
-	}
-}
-
-// drainConn reads what a connection already sent, answers it, and
-// lingers it closed if that leaves it idle.
-func (l *loop) drainConn(c *elConn, st *Settings) {
-	l.read(c, st)
-	if c.fd >= 0 && c.state == stIdle && len(c.unsent) == 0 && c.delayed == nil {
-		l.linger(c)
-	}
+	l.draining = true
+	// Idle connections are closed once quiet for drainPoll (expire).
 }
 
 // linger sends FIN and discards input until the client closes or a short

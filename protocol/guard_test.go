@@ -285,6 +285,8 @@ func TestMetricsCount(t *testing.T) {
 			// A reload keeps the counts.
 			srv.Update(srv.Settings())
 			ask(t, c, r, "Beautiful is better than?", "Ugly.")
+			// The server records a latency just after writing its answer.
+			waitFor(t, func() bool { return srv.Metrics().LatencyCount == 5 })
 			m := srv.Metrics()
 			if m.Answers["Ugly."] != 3 || m.Unknown != 2 || m.Refused[RefusedAccess] != 1 || m.Accepted < 2 || m.LatencyCount != 5 {
 				t.Fatalf("metrics %+v", m)

@@ -41,9 +41,11 @@ func Engines() []Engine {
 // ErrServerClosed is returned by Serve after Shutdown or Close.
 var ErrServerClosed = errors.New("server closed")
 
-// drainPoll is how long a draining connection waits for bytes that are
-// already on their way before it is closed.
-const drainPoll = 2 * time.Millisecond
+// drainPoll is how long a draining connection may stay quiet between
+// questions before it is closed at that question boundary: a client
+// asking in lockstep sends its next question within a round trip, so its
+// conversation finishes instead of losing a question in flight.
+const drainPoll = 100 * time.Millisecond
 
 // lingerMax bounds how long a closing connection reads and discards what the
 // client still sends after the server's FIN (nginx's lingering_close), so
@@ -82,9 +84,9 @@ type Server struct {
 	unknownHits atomic.Uint64
 	refusedBy   [4]atomic.Uint64 // by refusalReasons
 	latency     latencyHist
-	cutCount atomic.Int64  // conversations cut off by a drain deadline
-	kill     chan struct{} // closed when the drain deadline ends
-	killOnce sync.Once
+	cutCount    atomic.Int64  // conversations cut off by a drain deadline
+	kill        chan struct{} // closed when the drain deadline ends
+	killOnce    sync.Once
 
 	elOnce sync.Once // the event loops, started by the first Serve
 	elErr  error
@@ -313,7 +315,9 @@ func (s *Server) trackConn(c *conn, add bool) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if add {
-		if s.closing {
+		// A connection accepted while Shutdown began is served like the
+		// others (it drains); only after the deadline is it refused.
+		if s.killed() {
 			return false
 		}
 		s.conns[c] = struct{}{}
@@ -369,8 +373,8 @@ func (s *Server) Shutdown(ctx context.Context) (DrainResult, error) {
 
 	done := make(chan struct{})
 	go func() {
+		s.serveWG.Wait() // no accept loop can start a conversation after this
 		s.connWG.Wait()
-		s.serveWG.Wait()
 		if g := s.el.Load(); g != nil {
 			g.wg.Wait()
 		}
