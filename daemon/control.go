@@ -19,20 +19,21 @@ func ControlPath(pidfile string) string {
 
 // Status is what a running daemon reports about itself.
 type Status struct {
-	Pid        int          `json:"pid"`
-	Started    time.Time    `json:"started"`
-	Uptime     string       `json:"uptime"`
-	Listen     []string     `json:"listen"`
-	Engine     string       `json:"engine"`
-	Open       int64        `json:"open_connections"`
-	Total      uint64       `json:"total_connections"`
-	Answered   uint64       `json:"questions_answered"`
-	Unknown    uint64       `json:"unknown_questions"`
-	Refused    uint64       `json:"refused_connections"`
-	Config     string       `json:"config"`
-	Log        string       `json:"log"`
-	User       string       `json:"user,omitempty"`
-	LastReload ReloadResult `json:"last_reload"`
+	Pid         int           `json:"pid"`
+	Started     time.Time     `json:"started"`
+	Uptime      string        `json:"uptime"`
+	Listen      []string      `json:"listen"`
+	Engine      string        `json:"engine"`
+	Open        int64         `json:"open_connections"`
+	Total       uint64        `json:"total_connections"`
+	Answered    uint64        `json:"questions_answered"`
+	Unknown     uint64        `json:"unknown_questions"`
+	Refused     uint64        `json:"refused_connections"`
+	Config      string        `json:"config"`
+	Log         string        `json:"log"`
+	User        string        `json:"user,omitempty"`
+	LastReload  ReloadResult  `json:"last_reload"`
+	LastUpgrade UpgradeResult `json:"last_upgrade"`
 }
 
 // status builds the instance's Status.
@@ -47,6 +48,9 @@ func (in *instance) status() Status {
 		User:       in.cfg.Daemon.User,
 		LastReload: in.lastReload(),
 	}
+	in.mu.Lock()
+	st.LastUpgrade = in.upgradeRes
+	in.mu.Unlock()
 	if st.Config == "" {
 		st.Config = "(embedded defaults)"
 	}
@@ -71,8 +75,9 @@ func (in *instance) status() Status {
 // control serves the control socket: one line in ("status"), one JSON line
 // out.
 type control struct {
-	ln   *net.UnixListener
-	path string
+	ln     *net.UnixListener
+	path   string
+	closed bool
 }
 
 // listenControl creates the control socket at path, mode 0600 (root and
@@ -119,7 +124,13 @@ func (c *control) serve(in *instance) {
 	}
 }
 
+// close closes the socket and removes its path, once: after a hand-over
+// the path belongs to the new daemon.
 func (c *control) close() {
+	if c == nil || c.closed {
+		return
+	}
+	c.closed = true
 	c.ln.Close()
 	os.Remove(c.path)
 }

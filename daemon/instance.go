@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -29,9 +30,13 @@ type instance struct {
 	// not under systemd's Type=notify.
 	notify func(states ...string)
 
-	mu       sync.Mutex // guards reload and its counts, read by the control socket
-	reload   ReloadResult
-	reloadOK int
+	// upgrader starts a successor on SIGUSR2; nil under "zend run".
+	upgrader *upgrader
+
+	mu         sync.Mutex // guards reload, upgrade and counts, read by the control socket
+	reload     ReloadResult
+	reloadOK   int
+	upgradeRes UpgradeResult
 }
 
 // reloadCounts returns how many reloads were applied and refused.
@@ -62,7 +67,7 @@ type ReloadResult struct {
 }
 
 // signals are the signals an instance handles.
-var signals = []os.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR1}
+var signals = []os.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2}
 
 // loop serves until ctx ends or SIGTERM/SIGINT, then drains for at most
 // limits.shutdown_timeout; a second SIGTERM/SIGINT ends the drain at once.
@@ -95,6 +100,7 @@ func (in *instance) loop(ctx context.Context, sigc <-chan os.Signal) error {
 		}()
 	}
 	done := ctx.Done()
+	var upgraded <-chan upgradeOutcome
 	var watchdog <-chan time.Time
 	if iv := sdWatchdogInterval(); iv > 0 && in.notify != nil {
 		t := time.NewTicker(iv / 2) // systemd's advice: ping at half the interval
@@ -112,6 +118,17 @@ func (in *instance) loop(ctx context.Context, sigc <-chan os.Signal) error {
 				if !stopping {
 					in.doReload()
 				}
+			case syscall.SIGUSR2:
+				switch {
+				case in.upgrader == nil:
+					in.log.Warn("SIGUSR2 (upgrade) needs a daemon started with zend start; under systemd use zend.socket and restart")
+				case stopping || in.upgrader.busy:
+					in.log.Warn("upgrade already under way or stopping, SIGUSR2 ignored")
+				default:
+					in.upgrader.busy = true
+					in.log.Info("upgrade: starting the binary on disk", "path", in.upgrader.exe)
+					upgraded = in.upgrader.start(in)
+				}
 			case syscall.SIGUSR1:
 				if err := in.sink.Reopen(); err != nil {
 					in.log.Error("cannot reopen the log file", "err", err.Error())
@@ -120,6 +137,11 @@ func (in *instance) loop(ctx context.Context, sigc <-chan os.Signal) error {
 				}
 			default:
 				stop(sig.String())
+			}
+		case o := <-upgraded:
+			upgraded = nil
+			if in.upgradeDone(o) {
+				stop("upgraded to pid " + strconv.Itoa(o.pid))
 			}
 		case <-done:
 			done = nil

@@ -7,8 +7,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,6 +41,17 @@ func listenMetrics(addr string) (*metricsServer, error) {
 	if addr == "" {
 		return nil, nil
 	}
+	if v := os.Getenv(envMetricsFD); v != "" { // handed over by an upgrade
+		os.Unsetenv(envMetricsFD)
+		if fd, err := strconv.Atoi(v); err == nil {
+			f := os.NewFile(uintptr(fd), "metrics")
+			ln, err := net.FileListener(f)
+			f.Close()
+			if err == nil {
+				return &metricsServer{ln: ln}, nil
+			}
+		}
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("metrics.listen: %w", err)
@@ -68,6 +81,19 @@ func (m *metricsServer) serve(in *instance, log *slog.Logger) {
 			log.Error("metrics server failed", "err", err.Error())
 		}
 	}()
+}
+
+// fd returns the metrics listener's descriptor, for an upgrade; -1 if
+// none.
+func (m *metricsServer) fd() int {
+	if m == nil {
+		return -1
+	}
+	fd, err := rawFD(m.ln)
+	if err != nil {
+		return -1
+	}
+	return fd
 }
 
 func (m *metricsServer) close() {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -185,4 +186,26 @@ func CheckPidfile(path string) (PidState, int, error) {
 		return Running, pid, nil
 	}
 	return NotRunning, pid, fmt.Errorf("pidfile %s: lock: %w", path, err)
+}
+
+// Unlock drops the locks without removing the file: a new daemon that is
+// waiting for the lock takes the pidfile over and writes its own pid.
+func (p *Pidfile) Unlock() {
+	for _, f := range p.held {
+		f.Close()
+	}
+	p.held = nil
+}
+
+// AcquirePidfileWait is AcquirePidfile, waiting up to d while another
+// daemon still holds the lock (the old daemon of an upgrade).
+func AcquirePidfileWait(path string, pid int, d time.Duration) (*Pidfile, error) {
+	end := time.Now().Add(d)
+	for {
+		p, err := AcquirePidfile(path, pid)
+		if err == nil || !errors.Is(err, ErrRunning) || time.Now().After(end) {
+			return p, err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 
 	"zend/config"
 	"zend/protocol"
@@ -145,7 +146,7 @@ func (s *Service) UseListeners(lns []net.Listener) {
 		s.lns[a] = ln
 		s.addrs = append(s.addrs, a)
 	}
-	s.log.Info("serving sockets handed over by systemd; server.listen is not used", "addrs", strings.Join(s.addrs, ","))
+	s.log.Info("serving sockets handed over (by systemd, or by the daemon this one upgrades); server.listen is not used", "addrs", strings.Join(s.addrs, ","))
 }
 
 // Open binds every address of server.listen, unless UseListeners gave
@@ -201,6 +202,46 @@ func (s *Service) serve(ln net.Listener) {
 
 // Err delivers the first error that stopped a listener.
 func (s *Service) Err() <-chan error { return s.errc }
+
+// ListenerFDs returns the descriptors of the listening sockets, in order,
+// for a new daemon to inherit. They stay owned by the service: the caller
+// must not close them, and must hand them on with syscall.ForkExec, not
+// as *os.File (os/exec would put the shared socket into blocking mode
+// under the event loops' feet).
+func (s *Service) ListenerFDs() ([]int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var fds []int
+	for _, a := range s.addrs {
+		ln, ok := s.lns[a]
+		if !ok {
+			continue
+		}
+		fd, err := rawFD(ln)
+		if err != nil {
+			return nil, fmt.Errorf("listener %s: %w", a, err)
+		}
+		fds = append(fds, fd)
+	}
+	return fds, nil
+}
+
+// rawFD returns the descriptor behind a listener.
+func rawFD(ln any) (int, error) {
+	sc, ok := ln.(syscall.Conn)
+	if !ok {
+		return -1, fmt.Errorf("no file descriptor")
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	if err := rc.Control(func(f uintptr) { fd = int(f) }); err != nil {
+		return -1, err
+	}
+	return fd, nil
+}
 
 // Addrs returns the bound addresses (the real ports of ":0"), in the order
 // of server.listen.

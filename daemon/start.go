@@ -357,10 +357,18 @@ func daemonStage(ctx context.Context, opts StartOptions) (err error) {
 			keep = append(keep, fd)
 		}
 	}
+	if v := os.Getenv(envMetricsFD); v != "" {
+		if fd, err := strconv.Atoi(v); err == nil {
+			keep = append(keep, fd)
+		}
+	}
 	closeInherited(keep...) // step 1
 	// Children (an upgrade) must start afresh, not as a stage.
 	os.Unsetenv(envStage)
 	os.Unsetenv(envReadyFD)
+	upgrade := os.Getenv(envUpgrade) == "1" // started by a running daemon's SIGUSR2
+	os.Unsetenv(envUpgrade)
+	exe, _ := os.Executable() // where an upgrade will look for the new binary
 	fmt.Fprintf(ready, "%s%d\n", msgPid, os.Getpid())
 	fail := func(err error) error { // step 14, failure
 		fmt.Fprintf(ready, "%s%v\n", msgError, err)
@@ -419,11 +427,18 @@ func daemonStage(ctx context.Context, opts StartOptions) (err error) {
 		return fail(errors.New("chdir /: failed"))
 	}
 
-	pf, err := AcquirePidfile(pidfilePath, os.Getpid()) // step 12
-	if err != nil {
-		return fail(err)
+	// Step 12. In an upgrade the old daemon holds the pidfile until this
+	// one serves: it is taken over after ZEND-READY, below.
+	var pf *Pidfile
+	if !upgrade {
+		if pf, err = AcquirePidfile(pidfilePath, os.Getpid()); err != nil {
+			return fail(err)
+		}
 	}
 	defer func() {
+		if pf == nil {
+			return
+		}
 		if rerr := pf.Release(); rerr != nil {
 			log.Warn("cannot remove the pidfile", "err", rerr.Error())
 		}
@@ -443,12 +458,14 @@ func daemonStage(ctx context.Context, opts StartOptions) (err error) {
 		return fail(err)
 	}
 	in.svc = svc
-	ctl, err := listenControl(ControlPath(pidfilePath))
-	if err != nil {
-		svc.Shutdown(context.Background())
-		return fail(err)
+	var ctl *control
+	if !upgrade {
+		if ctl, err = listenControl(ControlPath(pidfilePath)); err != nil {
+			svc.Shutdown(context.Background())
+			return fail(err)
+		}
 	}
-	defer ctl.close()
+	defer func() { ctl.close() }()
 	ms, err := listenMetrics(cfg.Metrics.Listen) // bound before dropping privileges too
 	if err != nil {
 		svc.Shutdown(context.Background())
@@ -457,7 +474,7 @@ func daemonStage(ctx context.Context, opts StartOptions) (err error) {
 	defer ms.close()
 
 	if cred != nil { // step 13
-		for _, p := range append(made, ctl.path, logFile) {
+		for _, p := range append(made, ControlPath(pidfilePath), logFile) {
 			if p != "" {
 				if err := cred.chown(p); err != nil {
 					log.Warn("cannot give a file to the daemon's user", "err", err.Error())
@@ -468,14 +485,16 @@ func daemonStage(ctx context.Context, opts StartOptions) (err error) {
 			svc.Shutdown(context.Background())
 			return fail(err)
 		}
-	} else if cfg.Daemon.User != "" {
+	} else if cfg.Daemon.User != "" && !upgrade {
 		log.Warn("daemon.user ignored: not started as root", "user", cfg.Daemon.User)
 	}
 
 	sigc, stopSignals := notifySignals()
 	defer stopSignals()
 	svc.Start()
-	go ctl.serve(in)
+	if ctl != nil {
+		go ctl.serve(in)
+	}
 	ms.serve(in, log)
 	if cfg.Path == "" {
 		log.Info("no configuration file, running on embedded defaults", "missing", config.DefaultPath)
@@ -484,6 +503,19 @@ func daemonStage(ctx context.Context, opts StartOptions) (err error) {
 		"addrs", fmt.Sprint(svc.Addrs()), "pidfile", pidfilePath, "user", userName(cred))
 	fmt.Fprintln(ready, msgReady) // step 14: initialisation is complete
 	ready.Close()
+	if upgrade {
+		// The old daemon hands the pidfile and control socket over as
+		// soon as it reads ZEND-READY.
+		if pf, err = AcquirePidfileWait(pidfilePath, os.Getpid(), time.Minute); err != nil {
+			log.Error("upgrade: cannot take the pidfile over", "err", err.Error())
+		} else if ctl, err = listenControl(ControlPath(pidfilePath)); err != nil {
+			log.Error("upgrade: cannot open the control socket", "err", err.Error())
+		} else {
+			go ctl.serve(in)
+			log.Info("upgrade: took the pidfile and control socket over")
+		}
+	}
+	in.upgrader = &upgrader{exe: exe, src: src, pf: pf, ctl: ctl, ms: ms}
 
 	if err := in.loop(ctx, sigc); err != nil {
 		return &silentError{err}

@@ -86,6 +86,9 @@ commands:
   reload    check the configuration, then make the daemon reload it (0 ok,
             1 invalid or refused, 7 not running)
   status    is the daemon running? (0 running, 1 dead with a pidfile, 3 not running)
+  upgrade   start the binary on disk in the daemon's place, handing it the
+            listening sockets; the old one drains (0 done, 1 failed: the old
+            one keeps serving, 7 not running). Also on SIGUSR2.
   check     validate the configuration and print it with every default
   version   print the version
   help      print this help

@@ -1,0 +1,126 @@
+package main_test
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestUpgradeUnderLoad replaces a running daemon with the binary on disk
+// while clients keep asking: no refused connection, no lost answer. A
+// broken binary leaves the old daemon serving and says why.
+func TestUpgradeUnderLoad(t *testing.T) {
+	for _, engine := range concurrentEngines {
+		t.Run(engine, func(t *testing.T) {
+			d := newDaemonEnv(t, "[server]\nengine = \""+engine+"\"\n")
+			// The daemon runs from a copy of the binary, which the test
+			// replaces as a package upgrade would.
+			exe := filepath.Join(d.dir, "zend")
+			copyFile(t, filepath.Join(bin, "zend"), exe)
+			run := func(args ...string) (string, string, int) {
+				prog := filepath.Join(bin, "zend") // the command line; the daemon runs exe
+				if args[0] == "start" {
+					prog = exe
+				}
+				cmd := exec.Command(prog, append([]string{"-c", d.cfg}, args...)...)
+				cmd.Env = cleanEnv()
+				return runCmd(t, cmd)
+			}
+			if _, errout, code := run("start"); code != 0 {
+				t.Fatalf("start: %s", errout)
+			}
+			pid1 := d.pid(t)
+
+			var asked, failed atomic.Int64
+			var mu sync.Mutex
+			var errs []string
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			for i := 0; i < 6; i++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						asked.Add(1)
+						if err := askThree(d.addr); err != nil {
+							failed.Add(1)
+							mu.Lock()
+							errs = append(errs, err.Error())
+							mu.Unlock()
+						}
+					}
+				}()
+			}
+			time.Sleep(300 * time.Millisecond)
+
+			// A broken binary: the upgrade fails, the old daemon serves on.
+			copyFile(t, filepath.Join(bin, "zend"), exe+".good")
+			os.WriteFile(exe+".broken", []byte("#!/bin/sh\necho this build is broken >&2\nexit 3\n"), 0o755)
+			os.Rename(exe+".broken", exe)
+			_, errout, code := run("upgrade")
+			if code != 1 || !strings.Contains(errout, "this build is broken") || !strings.Contains(errout, fmt.Sprintf("pid %d keeps serving", pid1)) {
+				t.Errorf("broken upgrade: exit %d %q", code, errout)
+			}
+			if d.pid(t) != pid1 {
+				t.Fatal("pidfile changed after a failed upgrade")
+			}
+
+			// The real new binary: handed over under load.
+			os.Rename(exe+".good", exe)
+			out, errout, code := run("upgrade")
+			if code != 0 {
+				t.Fatalf("upgrade: exit %d %s %s\nlog:\n%s", code, out, errout, d.readLog())
+			}
+			pid2 := d.pid(t)
+			if pid2 == pid1 {
+				t.Fatal("pid unchanged after upgrade")
+			}
+			time.Sleep(500 * time.Millisecond)
+			close(stop)
+			wg.Wait()
+			t.Logf("%s: %d conversations across a failed and a successful upgrade, %d failed %v", engine, asked.Load(), failed.Load(), errs)
+			if failed.Load() != 0 {
+				t.Errorf("%d of %d conversations failed during the upgrade", failed.Load(), asked.Load())
+			}
+			// The old daemon drained and exited; the new one answers status.
+			for end := time.Now().Add(15 * time.Second); time.Now().Before(end) && procStat(pid1) != nil && procStat(pid1)[0] != "Z"; {
+				time.Sleep(50 * time.Millisecond)
+			}
+			if st := procStat(pid1); st != nil && st[0] != "Z" {
+				t.Error("old daemon still running")
+			}
+			if out, _, code := run("status"); code != 0 || !strings.Contains(out, fmt.Sprintf("pid %d", pid2)) {
+				t.Errorf("status after upgrade: %d %s", code, out)
+			}
+			client(t, d.addr)
+			if _, _, code := run("stop"); code != 0 {
+				t.Error("stop after upgrade")
+			}
+		})
+	}
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to+".tmp", b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(to+".tmp", to); err != nil {
+		t.Fatal(err)
+	}
+}

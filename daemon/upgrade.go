@@ -1,0 +1,189 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"zend/config"
+)
+
+// Zero-downtime binary upgrade, as nginx does it with SIGUSR2, done within
+// the daemon rather than with tableflip: the new daemon must go through
+// zend's own readiness pipe, pidfile lock and control socket, which
+// tableflip would duplicate. The running daemon starts the binary on disk
+// as the daemon stage of "zend start", hands it every listening socket (so
+// there is never a moment without a listener), waits for its ZEND-READY,
+// then gives up the pidfile and control socket and drains. If the new one
+// fails, the old one keeps serving and records why.
+
+// envUpgrade marks a daemon started by an upgrade: it takes the pidfile
+// and control socket over only once it serves.
+const envUpgrade = "_ZEND_UPGRADE"
+
+// envMetricsFD passes the metrics listener to the new daemon.
+const envMetricsFD = "_ZEND_METRICS_FD"
+
+// UpgradeResult is the outcome of the last upgrade.
+type UpgradeResult struct {
+	Gen    int       `json:"gen"`
+	OK     bool      `json:"ok"`
+	NewPid int       `json:"new_pid,omitempty"`
+	Error  string    `json:"error,omitempty"`
+	At     time.Time `json:"at,omitzero"`
+}
+
+// upgrader is what the daemon needs to start its successor.
+type upgrader struct {
+	exe  string        // the binary's path, as started: a new file there is the upgrade
+	src  config.Source // where the configuration comes from
+	pf   *Pidfile
+	ctl  *control
+	ms   *metricsServer
+	busy bool
+}
+
+// upgradeOutcome is what a started upgrade reports to the loop.
+type upgradeOutcome struct {
+	pid int
+	err error
+}
+
+// start launches the new daemon and reports on the returned channel.
+func (u *upgrader) start(in *instance) <-chan upgradeOutcome {
+	out := make(chan upgradeOutcome, 1)
+	fail := func(err error) <-chan upgradeOutcome {
+		out <- upgradeOutcome{err: err}
+		return out
+	}
+	lfds, err := in.svc.ListenerFDs()
+	if err != nil {
+		return fail(err)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return fail(err)
+	}
+	defer w.Close()
+	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		r.Close()
+		return fail(err)
+	}
+	defer null.Close()
+	// Raw descriptors, not *os.File: the listening sockets are shared
+	// with this daemon's event loops and must stay non-blocking.
+	files := []uintptr{null.Fd(), null.Fd(), w.Fd(), w.Fd()}
+	var fds []string
+	for _, fd := range lfds {
+		files = append(files, uintptr(fd))
+		fds = append(fds, strconv.Itoa(len(files)-1))
+	}
+	env := append(os.Environ(), envStage+"=2", envReadyFD+"=3", envUpgrade+"=1")
+	if len(fds) > 0 {
+		env = append(env, envListenFDs+"="+strings.Join(fds, ","))
+	}
+	if fd := u.ms.fd(); fd >= 0 {
+		files = append(files, uintptr(fd))
+		env = append(env, envMetricsFD+"="+strconv.Itoa(len(files)-1))
+	}
+	args := []string{u.exe}
+	if u.src.Path != "" {
+		args = append(args, "-c", u.src.Path)
+	}
+	for _, s := range u.src.Sets {
+		args = append(args, "-set", s)
+	}
+	args = append(args, "start")
+	pid, err := syscall.ForkExec(u.exe, args, &syscall.ProcAttr{Dir: "/", Env: env, Files: files})
+	if err != nil {
+		r.Close()
+		return fail(fmt.Errorf("start %s: %w", u.exe, err))
+	}
+	go func() {
+		defer r.Close()
+		got, err := awaitReady(r, 30*time.Second)
+		if err != nil {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+		go func() { // reap it if it dies while this daemon lives
+			var ws syscall.WaitStatus
+			syscall.Wait4(pid, &ws, 0, nil)
+		}()
+		if got == 0 {
+			got = pid
+		}
+		out <- upgradeOutcome{pid: got, err: err}
+	}()
+	return out
+}
+
+// handOver gives the pidfile and control socket to the new daemon.
+func (u *upgrader) handOver() {
+	u.ctl.close()
+	u.pf.Unlock()
+}
+
+// upgradeDone records an outcome; true means hand over and drain.
+func (in *instance) upgradeDone(o upgradeOutcome) bool {
+	in.upgrader.busy = false
+	in.mu.Lock()
+	in.upgradeRes.Gen++
+	in.upgradeRes.At = time.Now()
+	in.upgradeRes.OK = o.err == nil
+	in.upgradeRes.NewPid = o.pid
+	in.upgradeRes.Error = ""
+	if o.err != nil {
+		in.upgradeRes.Error = o.err.Error()
+	}
+	in.mu.Unlock()
+	if o.err != nil {
+		in.log.Error("upgrade failed, this daemon keeps serving", "err", o.err.Error())
+		return false
+	}
+	in.log.Info("upgrade: the new daemon serves, handing over and draining", "new_pid", o.pid)
+	in.upgrader.handOver()
+	return true
+}
+
+// ErrUpgradeFailed wraps the reason a new daemon gave for not starting.
+var ErrUpgradeFailed = errors.New("upgrade failed")
+
+// Upgrade asks the daemon of src to start the binary on disk in its place
+// (SIGUSR2) and waits up to timeout for the outcome. It returns the old
+// and new pids, ErrNotRunning, or an error wrapping ErrUpgradeFailed with
+// the new daemon's reason (the old one keeps serving then).
+func Upgrade(src config.Source, timeout time.Duration) (oldPid, newPid int, err error) {
+	pidfile := src.Pidfile()
+	state, pid, err := CheckPidfile(pidfile)
+	if err != nil {
+		return 0, 0, err
+	}
+	if state != Running || pid < 1 {
+		return 0, 0, fmt.Errorf("zend is %w (pidfile %s)", ErrNotRunning, pidfile)
+	}
+	before, qerr := QueryStatus(ControlPath(pidfile))
+	if qerr != nil {
+		return pid, 0, fmt.Errorf("cannot read the daemon's state before upgrading: %w", qerr)
+	}
+	if err := syscall.Kill(pid, syscall.SIGUSR2); err != nil {
+		return pid, 0, fmt.Errorf("signal pid %d: %w", pid, err)
+	}
+	for end := time.Now().Add(timeout); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if st, p2, _ := CheckPidfile(pidfile); st == Running && p2 != pid && p2 > 0 {
+			if s, err := QueryStatus(ControlPath(pidfile)); err == nil && s.Pid == p2 {
+				return pid, p2, nil
+			}
+		}
+		if s, err := QueryStatus(ControlPath(pidfile)); err == nil && s.Pid == pid && s.LastUpgrade.Gen > before.LastUpgrade.Gen {
+			if !s.LastUpgrade.OK {
+				return pid, 0, fmt.Errorf("%w: %s; pid %d keeps serving", ErrUpgradeFailed, s.LastUpgrade.Error, pid)
+			}
+		}
+	}
+	return pid, 0, fmt.Errorf("sent SIGUSR2 to pid %d, no new daemon within %v", pid, timeout)
+}
