@@ -11,8 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -246,36 +244,16 @@ func TestDebianPackageUnderSystemd(t *testing.T) {
 	c.must("systemctl", "start", "zend.socket")
 	client(t, addr) // activates zend.service
 	c.waitActive("zend.service", "")
-	var refused, asked atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := 0; i < 4; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				asked.Add(1)
-				if askOnceErr(addr, "Simple is better than?") != nil {
-					refused.Add(1)
-				}
-			}
-		}()
-	}
+	ld := startLoad(4, func() error { return askOnceErr(addr, "Simple is better than?") })
 	time.Sleep(200 * time.Millisecond)
 	c.must("systemctl", "restart", "zend.service")
 	c.waitActive("zend.service", "")
 	time.Sleep(200 * time.Millisecond)
-	close(stop)
-	wg.Wait()
-	if refused.Load() != 0 {
-		t.Errorf("%d of %d conversations failed across a restart with socket activation", refused.Load(), asked.Load())
+	asked, refused, _ := ld.halt()
+	if refused != 0 {
+		t.Errorf("%d of %d conversations failed across a restart with socket activation", refused, asked)
 	}
-	t.Logf("socket activation: %d conversations across systemctl restart, %d failed", asked.Load(), refused.Load())
+	t.Logf("socket activation: %d conversations across systemctl restart, %d failed", asked, refused)
 	c.must("systemctl", "stop", "zend.service", "zend.socket")
 
 	// Accept=yes: one in-zen1 per connection.

@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -616,3 +617,46 @@ var (
 
 // netDial dials addr with a 5 s timeout.
 func netDial(addr string) (net.Conn, error) { return net.DialTimeout("tcp", addr, 5*time.Second) }
+
+// load is clients running a conversation in a loop until stopped.
+type load struct {
+	asked, failed atomic.Int64
+	mu            sync.Mutex
+	errs          []string
+	stop          chan struct{}
+	wg            sync.WaitGroup
+}
+
+// startLoad runs converse in n goroutines until stop is called.
+func startLoad(n int, converse func() error) *load {
+	l := &load{stop: make(chan struct{})}
+	for i := 0; i < n; i++ {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				l.asked.Add(1)
+				if err := converse(); err != nil {
+					l.failed.Add(1)
+					l.mu.Lock()
+					l.errs = append(l.errs, err.Error())
+					l.mu.Unlock()
+				}
+			}
+		}()
+	}
+	return l
+}
+
+// halt stops the clients and returns how many conversations ran and
+// failed, and the failures.
+func (l *load) halt() (asked, failed int64, errs []string) {
+	close(l.stop)
+	l.wg.Wait()
+	return l.asked.Load(), l.failed.Load(), l.errs
+}

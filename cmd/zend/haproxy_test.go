@@ -9,8 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -119,48 +117,23 @@ func TestHAProxyFailover(t *testing.T) {
 	}
 
 	// Load: clients asking the three questions on new connections.
-	var asked, failed atomic.Int64
-	var failMu sync.Mutex
-	var failures []string
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := 0; i < 8; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				asked.Add(1)
-				if err := askThree(front); err != nil {
-					failed.Add(1)
-					failMu.Lock()
-					failures = append(failures, err.Error())
-					failMu.Unlock()
-				}
-			}
-		}()
-	}
+	ld := startLoad(8, func() error { return askThree(front) })
 	time.Sleep(time.Second)
-	before := failed.Load()
+	before := ld.failed.Load()
 	procs["b"].cmd.Process.Signal(syscall.SIGKILL)
 	killed := time.Now()
 	allUp(2) // HAProxy marks it down
 	markedDown := time.Since(killed)
 	time.Sleep(time.Second)
-	during := failed.Load() - before
+	during := ld.failed.Load() - before
 	startInstance("b")
 	allUp(3) // it rejoins
 	time.Sleep(500 * time.Millisecond)
-	close(stop)
-	wg.Wait()
+	asked, failed, failures := ld.halt()
 	t.Logf("%d conversations through HAProxy; kill -9 of one of three instances: marked down after %v, %d conversations failed during the fail-over (%v)",
-		asked.Load(), markedDown.Round(time.Millisecond), during, failures)
-	if failed.Load() > during {
-		t.Errorf("%d conversations failed outside the fail-over window", failed.Load()-during)
+		asked, markedDown.Round(time.Millisecond), during, failures)
+	if failed > during {
+		t.Errorf("%d conversations failed outside the fail-over window", failed-during)
 	}
 	if during > 8 {
 		t.Errorf("%d conversations failed during the fail-over, want at most one per client", during)

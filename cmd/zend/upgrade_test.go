@@ -6,8 +6,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -37,31 +35,7 @@ func TestUpgradeUnderLoad(t *testing.T) {
 			}
 			pid1 := d.pid(t)
 
-			var asked, failed atomic.Int64
-			var mu sync.Mutex
-			var errs []string
-			stop := make(chan struct{})
-			var wg sync.WaitGroup
-			for i := 0; i < 6; i++ {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for {
-						select {
-						case <-stop:
-							return
-						default:
-						}
-						asked.Add(1)
-						if err := askThree(d.addr); err != nil {
-							failed.Add(1)
-							mu.Lock()
-							errs = append(errs, err.Error())
-							mu.Unlock()
-						}
-					}
-				}()
-			}
+			ld := startLoad(6, func() error { return askThree(d.addr) })
 			time.Sleep(300 * time.Millisecond)
 
 			// A broken binary: the upgrade fails, the old daemon serves on.
@@ -87,11 +61,10 @@ func TestUpgradeUnderLoad(t *testing.T) {
 				t.Fatal("pid unchanged after upgrade")
 			}
 			time.Sleep(500 * time.Millisecond)
-			close(stop)
-			wg.Wait()
-			t.Logf("%s: %d conversations across a failed and a successful upgrade, %d failed %v", engine, asked.Load(), failed.Load(), errs)
-			if failed.Load() != 0 {
-				t.Errorf("%d of %d conversations failed during the upgrade", failed.Load(), asked.Load())
+			asked, failed, errs := ld.halt()
+			t.Logf("%s: %d conversations across a failed and a successful upgrade, %d failed %v", engine, asked, failed, errs)
+			if failed != 0 {
+				t.Errorf("%d of %d conversations failed during the upgrade", failed, asked)
 			}
 			// The old daemon drained and exited; the new one answers status.
 			for end := time.Now().Add(15 * time.Second); time.Now().Before(end) && procStat(pid1) != nil && procStat(pid1)[0] != "Z"; {
