@@ -348,3 +348,52 @@ func TestLogDiskFull(t *testing.T) {
 	}
 	_ = fmt.Sprint
 }
+
+// TestConnectBurst: 10,000 clients connecting at once do not stall on the
+// accept queue: zend listens with the system's maximum backlog, so no SYN
+// is dropped (a dropped one would cost its client a 1 s retransmission).
+func TestConnectBurst(t *testing.T) {
+	for _, engine := range concurrentEngines {
+		t.Run(engine, func(t *testing.T) {
+			addr := freeAddr(t)
+			start(t, "zend", nil, "-listen", addr, "-engine", engine, "-set", "log.level=warn", "run")
+			waitDial(t, addr)
+			const n = 10000
+			var slowest atomic.Int64
+			conns := make([]net.Conn, n)
+			var wg sync.WaitGroup
+			var failed atomic.Int64
+			t0 := time.Now()
+			for i := 0; i < n; i++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					s := time.Now()
+					c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+					if err != nil {
+						failed.Add(1)
+						return
+					}
+					conns[i] = c
+					if d := int64(time.Since(s)); d > slowest.Load() {
+						slowest.Store(d)
+					}
+				}()
+			}
+			wg.Wait()
+			took := time.Since(t0)
+			for _, c := range conns {
+				if c != nil {
+					c.Close()
+				}
+			}
+			t.Logf("%s: %d connects at once in %v, slowest %v, %d failed", engine, n, took.Round(time.Millisecond), time.Duration(slowest.Load()).Round(time.Millisecond), failed.Load())
+			if failed.Load() > 0 {
+				t.Fatalf("%d of %d connects failed", failed.Load(), n)
+			}
+			if time.Duration(slowest.Load()) >= time.Second {
+				t.Errorf("a connect took %v: a SYN was dropped from a full accept queue", time.Duration(slowest.Load()))
+			}
+		})
+	}
+}
