@@ -6,10 +6,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -21,9 +21,11 @@ const quoteMax = 64
 
 // conn is one conversation.
 type conn struct {
-	nc     net.Conn
-	remote string
-	cut    atomic.Bool // closed by Shutdown when its deadline ended
+	nc      net.Conn
+	remote  string
+	log     *slog.Logger
+	counted netip.Addr  // counted in the per-source limits under this address
+	cut     atomic.Bool // closed by Shutdown when its deadline ended
 }
 
 // closeWriter is a connection that can send FIN while still reading.
@@ -31,13 +33,35 @@ type closeWriter interface{ CloseWrite() error }
 
 // serveConn runs the conversation on c and closes c.
 func (s *Server) serveConn(nc net.Conn) {
+	// Setup and teardown are separate calls so that this frame stays
+	// small: it is on the stack for the whole conversation.
+	c, initial, ok := s.openConn(nc)
+	if !ok {
+		return
+	}
+	how, detail := s.converse(c, c.log, initial)
+	s.closeConn(c, how, detail)
+}
+
+// openConn tracks a new connection and decides whether it is served:
+// access control and per-source limits, on the real client's address
+// when a trusted proxy sent a PROXY header. It returns the conversation's
+// first bytes when the header was followed by more.
+//
+//go:noinline
+func (s *Server) openConn(nc net.Conn) (*conn, []byte, bool) {
 	c := &conn{nc: nc, remote: remoteString(nc)}
 	if !s.trackConn(c, true) {
 		nc.Close()
 		s.done.Add(1)
-		return
+		return nil, nil, false
 	}
-	defer s.trackConn(c, false)
+	refuse := func(who netip.AddrPort, why string) (*conn, []byte, bool) {
+		s.refuse(who, why)
+		nc.Close()
+		s.closeConn(c, endRefused, "")
+		return nil, nil, false
+	}
 	st := s.settings.Load()
 	peer := addrPortOf(nc.RemoteAddr())
 	client := peer
@@ -46,48 +70,56 @@ func (s *Server) serveConn(nc net.Conn) {
 	if !viaProxy { // decided before a byte is read
 		why, counted := s.admit(peer, st)
 		if why != "" {
-			s.refuse(peer, why)
-			nc.Close()
-			return
+			return refuse(peer, why)
 		}
 		if counted {
-			defer s.srcs.release(peer.Addr())
+			c.counted = peer.Addr()
 		}
 	}
 	if st.Proxy.Enabled && peer.IsValid() {
 		var err error
 		client, initial, err = s.proxyStart(nc, peer, st)
 		if err != nil && !errors.Is(err, io.EOF) && !isTimeout(err) {
-			s.refuse(peer, err.Error())
-			nc.Close()
-			return
+			return refuse(peer, err.Error())
 		}
 		if viaProxy {
 			why, counted := s.admit(client, st)
 			if why != "" {
-				s.refuse(client, why+" (via "+peer.String()+")")
-				nc.Close()
-				return
+				return refuse(client, why+" (via "+peer.String()+")")
 			}
 			if counted {
-				defer s.srcs.release(client.Addr())
+				c.counted = client.Addr()
 			}
 		}
 		c.remote = client.String()
 	}
-	log := s.log.With("client", c.remote)
-	log.Info("accepted")
-	how, detail := s.converse(c, log, initial)
+	c.log = s.log.With("client", c.remote)
+	c.log.Info("accepted")
+	return c, initial, true
+}
+
+// closeConn closes a conversation that ended how, logs it, and untracks
+// it.
+//
+//go:noinline
+func (s *Server) closeConn(c *conn, how ending, detail string) {
+	defer s.trackConn(c, false)
+	if c.counted.IsValid() {
+		s.srcs.release(c.counted)
+	}
+	if how == endRefused {
+		return
+	}
 	if how == endCut || c.cut.Load() {
 		how = endCut
 		s.cutCount.Add(1)
 	}
 	if how == endDrained {
-		lingerClose(nc, s.drainEnd)
+		lingerClose(c.nc, s.drainEnd)
 	} else {
-		nc.Close()
+		c.nc.Close()
 	}
-	logEnd(log, how, detail)
+	logEnd(c.log, how, detail)
 }
 
 // endLevel is the level logEnd logs an ending at.
@@ -141,139 +173,213 @@ const (
 // converse answers questions on c until the client hangs up, a limit is
 // hit, or the server drains. It reports how the conversation ended and a
 // detail for the log.
+//
+// The loop is kept tiny on purpose: the goroutine parks in Read with only
+// this function and the net package below it on its stack, so the
+// runtime shrinks the stack back to its minimum while the client is idle
+// (the work of a read happens in step, whose deeper frames are gone by
+// the next Read). An idle conversation then costs about 2 KiB of stack
+// and a small read buffer.
 func (s *Server) converse(c *conn, log *slog.Logger, initial []byte) (ending, string) {
-	nc := c.nc
-	rd := newLazyReader(nc)
-	rd.initial = initial
-	defer rd.release()
-	var (
-		pending []byte    // the start of a question, without its '?'
-		qStart  time.Time // when pending's first byte arrived
-		out     []byte    // answers to write
-	)
-	defer func() { putBuf(out) }()
+	cv := &conversation{s: s, c: c, nc: c.nc, initial: initial}
+	defer cv.finish()
 	for {
-		st := s.settings.Load()
-		lim := st.Limits
-		now := time.Now()
-		draining := s.draining.Load()
-		dl := s.readDeadline(now, lim, len(pending) > 0, qStart, draining)
-		nc.SetReadDeadline(dl)
-		if !draining && s.draining.Load() {
-			// Shutdown began between the check and SetReadDeadline, and
-			// may have woken us before we moved the deadline back.
-			draining = true
-			nc.SetReadDeadline(s.readDeadline(now, lim, len(pending) > 0, qStart, true))
+		cv.prepare()
+		b := cv.buffer()
+		var n int
+		var err error
+		if len(cv.initial) > 0 {
+			b, n, cv.initial = cv.initial, len(cv.initial), nil
+		} else {
+			n, err = cv.nc.Read(b)
+			cv.useBig = n == len(b) // a full read: more is probably waiting
 		}
-		rbuf, n, rerr := rd.read()
-		readAt, answered := time.Now(), 0
-		if n > 0 {
-			st = s.settings.Load() // a reload while we waited applies to these questions
-			lim = st.Limits
-			data := rbuf[:n]
-			fresh := len(pending) == 0 // the bytes after the last '?' start a new question
-			if !fresh {
-				if bytes.IndexByte(data, '?') < 0 {
-					// Still no '?': only the new bytes are searched, so a
-					// question dripped a byte at a time costs linear time.
-					pending = append(pending, data...)
-					if lim.MaxQuestionBytes > 0 && len(pending) >= lim.MaxQuestionBytes {
-						return endTooLong, strconv.Itoa(lim.MaxQuestionBytes)
-					}
-					data = nil
-				} else {
-					data = append(pending, data...)
-				}
-			}
-			for data != nil {
-				start, end, err := Split(data, lim.MaxQuestionBytes)
-				if err != nil {
-					s.flush(nc, out, lim)
-					return endTooLong, strconv.Itoa(lim.MaxQuestionBytes)
-				}
-				if end < 0 {
-					rest := data[start:]
-					if len(rest) > 0 && fresh {
-						qStart = time.Now()
-					}
-					pending = append(pending[:0], rest...) // copy handles the overlap
-					break
-				}
-				if st.AnswerDelay > 0 && !s.sleep(st.AnswerDelay) {
-					return endCut, quote(data[start:end])
-				}
-				if out == nil {
-					out = getBuf()
-				}
-				out = append(out, st.Answers.Answer(data[start:end])...)
-				answered++
-				data = data[end:]
-				fresh = true
-			}
-			rd.release() // nothing points into it any more: pending is a copy
-			if len(out) > 0 {
-				err := s.flush(nc, out, lim)
-				s.latency.observe(time.Since(readAt), answered)
-				if err != nil {
-					if c.cut.Load() {
-						return endCut, ""
-					}
-					if isTimeout(err) {
-						return endWriteTimeout, ""
-					}
-					return endError, err.Error()
-				}
-				putBuf(out)
-				out = nil
-			}
-			if len(pending) == 0 && pending != nil {
-				pending = nil // an idle client keeps no buffer
-			}
-		}
-		if rerr == nil {
-			continue
-		}
-		switch {
-		case errors.Is(rerr, io.EOF):
-			if len(pending) > 0 {
-				return endIncomplete, quote(pending)
-			}
-			return endEOF, ""
-		case c.cut.Load():
-			return endCut, quote(pending)
-		case isTimeout(rerr):
-			if s.draining.Load() {
-				if len(pending) == 0 {
-					if draining { // this read was the drain poll
-						return endDrained, ""
-					}
-					continue
-				}
-				if !s.drainEnd.IsZero() && !time.Now().Before(s.drainEnd) {
-					return endCut, quote(pending)
-				}
-				if lim.QuestionTimeout > 0 && !time.Now().Before(qStart.Add(lim.QuestionTimeout)) {
-					return endQuestionTimeout, quote(pending)
-				}
-				continue
-			}
-			if len(pending) > 0 {
-				if lim.QuestionTimeout > 0 && !time.Now().Before(qStart.Add(lim.QuestionTimeout)) {
-					return endQuestionTimeout, quote(pending)
-				}
-				continue // woken early (reload, drain race): recompute
-			}
-			if lim.IdleTimeout > 0 && !time.Now().Before(now.Add(lim.IdleTimeout)) {
-				return endIdle, ""
-			}
-			continue
-		default:
-			if len(pending) > 0 {
-				return endError, rerr.Error() + " after " + quote(pending)
-			}
-			return endError, rerr.Error()
+		if cv.step(b, n, err) {
+			return cv.how, cv.detail
 		}
 	}
+}
+
+// smallRead is the buffer an idle conversation reads into: a pipelined
+// batch of a dozen questions fits. A read that fills it means the client
+// is sending more, and the next read uses a full-size pooled buffer until
+// a read leaves it part empty.
+const smallRead = 512
+
+// conversation is the state of one conversation between reads.
+type conversation struct {
+	s       *Server
+	c       *conn
+	nc      net.Conn
+	initial []byte // read before (the bytes after a PROXY header)
+	small   [smallRead]byte
+	big     []byte
+	useBig  bool
+	pending []byte    // the start of a question, without its '?'
+	qStart  time.Time // when pending's first byte arrived
+	out     []byte    // answers to write
+	lim     Limits
+	now     time.Time
+	drain   bool // the last deadline was set for the drain
+	how     ending
+	detail  string
+}
+
+// buffer returns the buffer for the next read.
+func (cv *conversation) buffer() []byte {
+	if !cv.useBig {
+		return cv.small[:]
+	}
+	if cv.big == nil {
+		cv.big = getBuf()[:readSize]
+	}
+	return cv.big
+}
+
+func (cv *conversation) finish() {
+	putBuf(cv.out)
+	putBuf(cv.big)
+}
+
+// end records how the conversation ends; step returns true with it.
+func (cv *conversation) end(how ending, detail string) bool {
+	cv.how, cv.detail = how, detail
+	return true
+}
+
+// prepare sets the read deadline for the next read.
+//
+//go:noinline
+func (cv *conversation) prepare() {
+	s := cv.s
+	cv.lim = s.settings.Load().Limits
+	cv.now = time.Now()
+	cv.drain = s.draining.Load()
+	cv.nc.SetReadDeadline(s.readDeadline(cv.now, cv.lim, len(cv.pending) > 0, cv.qStart, cv.drain))
+	if !cv.drain && s.draining.Load() {
+		// Shutdown began between the check and SetReadDeadline, and
+		// may have woken us before we moved the deadline back.
+		cv.drain = true
+		cv.nc.SetReadDeadline(s.readDeadline(cv.now, cv.lim, len(cv.pending) > 0, cv.qStart, true))
+	}
+}
+
+// step handles the outcome of one read: frames and answers what came,
+// or decides how the conversation ends (true).
+//
+//go:noinline
+func (cv *conversation) step(rbuf []byte, n int, rerr error) bool {
+	s, c, nc := cv.s, cv.c, cv.nc
+	if n > 0 {
+		readAt, answered := time.Now(), 0
+		st := s.settings.Load() // a reload while we waited applies to these questions
+		lim := st.Limits
+		data := rbuf[:n]
+		fresh := len(cv.pending) == 0 // the bytes after the last '?' start a new question
+		if !fresh {
+			if bytes.IndexByte(data, '?') < 0 {
+				// Still no '?': only the new bytes are searched, so a
+				// question dripped a byte at a time costs linear time.
+				cv.pending = append(cv.pending, data...)
+				if lim.MaxQuestionBytes > 0 && len(cv.pending) >= lim.MaxQuestionBytes {
+					return cv.end(endTooLong, strconv.Itoa(lim.MaxQuestionBytes))
+				}
+				data = nil
+			} else {
+				data = append(cv.pending, data...)
+			}
+		}
+		for data != nil {
+			start, end, err := Split(data, lim.MaxQuestionBytes)
+			if err != nil {
+				s.flush(nc, cv.out, lim)
+				return cv.end(endTooLong, strconv.Itoa(lim.MaxQuestionBytes))
+			}
+			if end < 0 {
+				rest := data[start:]
+				if len(rest) > 0 && fresh {
+					cv.qStart = time.Now()
+				}
+				cv.pending = append(cv.pending[:0], rest...) // copy handles the overlap
+				break
+			}
+			if st.AnswerDelay > 0 && !s.sleep(st.AnswerDelay) {
+				return cv.end(endCut, quote(data[start:end]))
+			}
+			if cv.out == nil {
+				cv.out = getBuf()
+			}
+			cv.out = append(cv.out, st.Answers.Answer(data[start:end])...)
+			answered++
+			data = data[end:]
+			fresh = true
+		}
+		if !cv.useBig && cv.big != nil {
+			putBuf(cv.big) // nothing points into it any more: pending is a copy
+			cv.big = nil
+		}
+		if len(cv.out) > 0 {
+			err := s.flush(nc, cv.out, lim)
+			s.latency.observe(time.Since(readAt), answered)
+			if err != nil {
+				if c.cut.Load() {
+					return cv.end(endCut, "")
+				}
+				if isTimeout(err) {
+					return cv.end(endWriteTimeout, "")
+				}
+				return cv.end(endError, err.Error())
+			}
+			putBuf(cv.out)
+			cv.out = nil
+		}
+		if len(cv.pending) == 0 && cv.pending != nil {
+			cv.pending = nil // an idle client keeps no buffer
+		}
+	}
+	if rerr == nil {
+		return false
+	}
+	pending, lim := cv.pending, cv.lim
+	switch {
+	case errors.Is(rerr, io.EOF):
+		if len(pending) > 0 {
+			return cv.end(endIncomplete, quote(pending))
+		}
+		return cv.end(endEOF, "")
+	case c.cut.Load():
+		return cv.end(endCut, quote(pending))
+	case isTimeout(rerr):
+		if s.draining.Load() {
+			if len(pending) == 0 {
+				if cv.drain { // this read was the drain poll
+					return cv.end(endDrained, "")
+				}
+				return false
+			}
+			if !s.drainEnd.IsZero() && !time.Now().Before(s.drainEnd) {
+				return cv.end(endCut, quote(pending))
+			}
+			if lim.QuestionTimeout > 0 && !time.Now().Before(cv.qStart.Add(lim.QuestionTimeout)) {
+				return cv.end(endQuestionTimeout, quote(pending))
+			}
+			return false
+		}
+		if len(pending) > 0 {
+			if lim.QuestionTimeout > 0 && !time.Now().Before(cv.qStart.Add(lim.QuestionTimeout)) {
+				return cv.end(endQuestionTimeout, quote(pending))
+			}
+			return false // woken early (reload, drain race): recompute
+		}
+		if lim.IdleTimeout > 0 && !time.Now().Before(cv.now.Add(lim.IdleTimeout)) {
+			return cv.end(endIdle, "")
+		}
+		return false
+	}
+	if len(pending) > 0 {
+		return cv.end(endError, rerr.Error()+" after "+quote(pending))
+	}
+	return cv.end(endError, rerr.Error())
 }
 
 // readDeadline returns when the next read must give up.
@@ -364,75 +470,5 @@ func (s *Server) sleep(d time.Duration) bool {
 		return true
 	case <-s.kill:
 		return false
-	}
-}
-
-// lazyReader reads a connection without holding a buffer while it waits:
-// on a TCP connection it waits for readability through the runtime's
-// poller (syscall.RawConn) and takes a pooled buffer only for the read
-// itself, so an idle conversation costs its goroutine and little else.
-type lazyReader struct {
-	nc      net.Conn
-	rc      syscall.RawConn
-	buf     []byte
-	initial []byte // read before (the bytes after a PROXY header)
-}
-
-func newLazyReader(nc net.Conn) *lazyReader {
-	r := &lazyReader{nc: nc}
-	if sc, ok := nc.(syscall.Conn); ok {
-		if rc, err := sc.SyscallConn(); err == nil {
-			r.rc = rc
-		}
-	}
-	return r
-}
-
-// read returns a buffer holding n bytes read, or the error (io.EOF at the
-// end). The buffer stays valid until release.
-func (r *lazyReader) read() ([]byte, int, error) {
-	if len(r.initial) > 0 {
-		b := r.initial
-		r.initial = nil
-		return b, len(b), nil
-	}
-	if r.rc == nil {
-		if r.buf == nil {
-			r.buf = make([]byte, readSize)
-		}
-		n, err := r.nc.Read(r.buf)
-		return r.buf, n, err
-	}
-	var n int
-	var rerr error
-	err := r.rc.Read(func(fd uintptr) bool {
-		if r.buf == nil {
-			r.buf = getBuf()[:readSize]
-		}
-		n, rerr = syscall.Read(int(fd), r.buf)
-		if rerr == syscall.EAGAIN {
-			r.release() // wait without a buffer
-			return false
-		}
-		return true
-	})
-	if err != nil {
-		return nil, 0, err
-	}
-	switch {
-	case rerr != nil:
-		return nil, 0, rerr
-	case n == 0:
-		return nil, 0, io.EOF
-	}
-	return r.buf, n, nil
-}
-
-// release gives the buffer back to the pool (not for non-TCP connections,
-// whose reads keep one).
-func (r *lazyReader) release() {
-	if r.rc != nil && r.buf != nil && cap(r.buf) > 0 {
-		putBuf(r.buf)
-		r.buf = nil
 	}
 }
