@@ -151,9 +151,7 @@ func (c *container) waitActive(unit, not string) string {
 }
 
 func TestDebianPackageUnderSystemd(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root")
-	}
+	needRoot(t)
 	deb := buildDeb(t)
 	port, port2 := freePort(t), freePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)

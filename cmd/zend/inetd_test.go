@@ -322,6 +322,7 @@ func (s *inetdSetup) report(t *testing.T, p *proc) {
 }
 
 func TestUnderInetd(t *testing.T) {
+	needRoot(t)
 	inetd := tool(t, "inetd", "/usr/sbin/inetd")
 	s := newInetdSetup(t, false)
 	p := start(t, inetd, nil, "-d", s.conf)
@@ -395,6 +396,7 @@ func waitFileMatch(t *testing.T, path, re string) []string {
 // served. The hosts files are bind-mounted over /etc in a private mount
 // namespace.
 func TestUnderTcpd(t *testing.T) {
+	needRoot(t)
 	inetd := tool(t, "inetd", "/usr/sbin/inetd")
 	tool(t, "tcpd", "/usr/sbin/tcpd")
 	unshare := tool(t, "unshare", "/usr/bin/unshare")
@@ -430,6 +432,7 @@ func TestUnderTcpd(t *testing.T) {
 // TestUnderXinetd runs the shipped xinetd service files (paths, ports and
 // user rewritten) under the real xinetd.
 func TestUnderXinetd(t *testing.T) {
+	needRoot(t)
 	xinetd := tool(t, "xinetd", os.Getenv("XINETD"), "/var/tmp/zend-ci/xinetd/root/usr/sbin/xinetd", "/usr/sbin/xinetd")
 	dir := shared(t)
 	logf := filepath.Join(dir, "in-zen.log")
@@ -494,4 +497,17 @@ func TestInZenAccess(t *testing.T) {
 	if !bytes.Contains(logText, []byte(`msg=refused`)) || !bytes.Contains(logText, []byte("denied by [access]")) {
 		t.Fatalf("log:\n%s", logText)
 	}
+}
+
+// needRoot skips a test that must run as root (to switch users, mount or
+// boot a container), unless CI is set, where it fails: CI runs as root.
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("this test needs root, and CI runs as root")
+	}
+	t.Skip("needs root")
 }
