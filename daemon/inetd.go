@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -119,4 +120,31 @@ func nullStdin() {
 	}
 	unix.Dup2(null, 0)
 	unix.Close(null)
+}
+
+// InetdBoot starts an inetd binary: it parses args with fs (to which it
+// adds -c and -log), loads the configuration and opens the log (see
+// InetdLog). It returns the exit code when the binary must stop instead:
+// 2 for a bad command line, 1 for a configuration that does not load,
+// said in the log when the log could be opened (a broken configuration
+// never falls back to defaults).
+func InetdBoot(fs *flag.FlagSet, args []string, usage string) (*config.Config, *slog.Logger, int) {
+	fs.SetOutput(io.Discard)
+	cfgPath := fs.String("c", "", "configuration file (default $ZEND_CONFIG, else "+config.DefaultPath+")")
+	logPath := fs.String("log", DefaultInetdLog, "log file")
+	ferr := fs.Parse(args)
+	cfg, cerr := config.Source{Path: *cfgPath, Environ: os.Environ()}.Load()
+	if cerr != nil {
+		cfg = config.Default() // for the log's settings only
+	}
+	log, _ := InetdLog(*logPath, cfg, fs.Name())
+	switch {
+	case ferr != nil:
+		log.Error("bad command line", "err", ferr.Error(), "usage", usage)
+		return nil, log, 2
+	case cerr != nil:
+		log.Error("cannot load the configuration", "err", cerr.Error())
+		return nil, log, 1
+	}
+	return cfg, log, 0
 }

@@ -13,12 +13,10 @@ package main
 import (
 	"context"
 	"flag"
-	"io"
 	"os"
 	"os/signal"
 	"syscall"
 
-	"zend/config"
 	"zend/daemon"
 	"zend/protocol"
 )
@@ -30,29 +28,10 @@ func main() {
 
 // run serves the conversation on fd 0 and returns the exit code.
 func run(args []string) int {
-	fs := flag.NewFlagSet("in-zen1", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	cfgPath := fs.String("c", "", "configuration file (default $ZEND_CONFIG, else "+config.DefaultPath+")")
-	logPath := fs.String("log", daemon.DefaultInetdLog, "log file")
-	ferr := fs.Parse(args)
-
-	src := config.Source{Path: *cfgPath, Environ: os.Environ()}
-	cfg, cerr := src.Load()
-	if cerr != nil {
-		cfg = config.Default()
+	cfg, log, code := daemon.InetdBoot(flag.NewFlagSet("in-zen1", flag.ContinueOnError), args, "in-zen1 [-c FILE] [-log FILE]")
+	if code != 0 {
+		return code
 	}
-	log, lerr := daemon.InetdLog(*logPath, cfg, "in-zen1")
-	switch {
-	case lerr != nil:
-		// Nowhere to say it but the exit status: serve anyway.
-	case ferr != nil:
-		log.Error("bad command line", "err", ferr.Error(), "usage", "in-zen1 [-c FILE] [-log FILE]")
-		return 2
-	case cerr != nil:
-		log.Error("cannot load the configuration", "err", cerr.Error())
-		return 1
-	}
-
 	conn, err := daemon.InetdConn()
 	if err != nil {
 		log.Error("no client", "err", err.Error())

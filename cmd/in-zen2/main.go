@@ -15,7 +15,6 @@ package main
 import (
 	"context"
 	"flag"
-	"io"
 	"net"
 	"os"
 	"os/signal"
@@ -24,7 +23,6 @@ import (
 	"syscall"
 	"time"
 
-	"zend/config"
 	"zend/daemon"
 	"zend/protocol"
 )
@@ -36,26 +34,10 @@ func main() {
 
 func run(args []string) int {
 	fs := flag.NewFlagSet("in-zen2", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	cfgPath := fs.String("c", "", "configuration file (default $ZEND_CONFIG, else "+config.DefaultPath+")")
-	logPath := fs.String("log", daemon.DefaultInetdLog, "log file")
 	timeout := fs.Duration("timeout", 8*time.Second, "exit after this long without a new connection")
-	ferr := fs.Parse(args)
-
-	src := config.Source{Path: *cfgPath, Environ: os.Environ()}
-	cfg, cerr := src.Load()
-	if cerr != nil {
-		cfg = config.Default()
-	}
-	log, lerr := daemon.InetdLog(*logPath, cfg, "in-zen2")
-	switch {
-	case lerr != nil:
-	case ferr != nil:
-		log.Error("bad command line", "err", ferr.Error(), "usage", "in-zen2 [-c FILE] [-log FILE] [-timeout 8s]")
-		return 2
-	case cerr != nil:
-		log.Error("cannot load the configuration", "err", cerr.Error())
-		return 1
+	cfg, log, code := daemon.InetdBoot(fs, args, "in-zen2 [-c FILE] [-log FILE] [-timeout 8s]")
+	if code != 0 {
+		return code
 	}
 	if *timeout <= 0 {
 		log.Error("bad command line", "err", "-timeout must be positive")

@@ -511,3 +511,26 @@ func needRoot(t *testing.T) {
 	}
 	t.Skip("needs root")
 }
+
+// TestInZenBadConfig: a configuration that does not load stops the
+// inetd binaries with exit 1 and a log line, never serving on defaults.
+func TestInZenBadConfig(t *testing.T) {
+	dir := shared(t)
+	cfg := filepath.Join(dir, "zend.toml")
+	os.WriteFile(cfg, []byte("[limits]\nmax_connections = 0\n"), 0o644)
+	logf := filepath.Join(dir, "in-zen.log")
+	client, server := socketPair(t)
+	cmd := startWithSocket(t, "in-zen1", server, "-c", cfg, "-log", logf)
+	server.Close()
+	io.WriteString(client, "Simple is better than?")
+	if b, _ := io.ReadAll(client); len(b) != 0 {
+		t.Fatalf("served on a broken configuration: %q", b)
+	}
+	if err := cmd.Wait(); err == nil || cmd.ProcessState.ExitCode() != 1 {
+		t.Fatalf("exit %v, want 1", err)
+	}
+	logText, _ := os.ReadFile(logf)
+	if !bytes.Contains(logText, []byte("cannot load the configuration")) || !bytes.Contains(logText, []byte("limits.max_connections")) {
+		t.Fatalf("log:\n%s", logText)
+	}
+}
