@@ -4,6 +4,8 @@ import (
 	"errors"
 	"io/fs"
 	"strings"
+
+	"github.com/BurntSushi/toml"
 )
 
 // Source says where a configuration comes from: a file, the environment
@@ -74,22 +76,36 @@ func lookup(environ []string, name string) string {
 
 // Pidfile returns daemon.pidfile as the file, environment and flags set it,
 // even when other keys are invalid, so that "zend stop" and "zend status"
-// still find a running daemon after someone broke the file. It falls back
-// to the default.
-func (s Source) Pidfile() string {
-	if c, err := s.Load(); err == nil {
-		return c.Abs(c.Daemon.Pidfile)
+// still find a running daemon after someone broke the file. A file named
+// by Path or ZEND_CONFIG that cannot be read is an error (a typo in -c must
+// not make "zend stop" believe nothing runs); a missing DefaultPath means
+// the default pidfile.
+func (s Source) Pidfile() (string, error) {
+	c, err := s.Load()
+	if err == nil {
+		return c.Abs(c.Daemon.Pidfile), nil
 	}
-	c := Default()
-	path := s.Path
+	path, explicit := s.Path, true
 	if path == "" {
 		path = lookup(s.Environ, EnvConfig)
 	}
 	if path == "" {
-		path = DefaultPath
+		path, explicit = DefaultPath, false
 	}
-	if fc, err := Load(path); err == nil {
+	c = Default()
+	fc, lerr := Load(path)
+	switch {
+	case lerr == nil:
 		c = fc
+	case errors.Is(lerr, fs.ErrNotExist) && !explicit:
+	case errors.Is(lerr, ErrInvalid):
+		// Broken content: the pidfile key may still be readable below.
+		if p, ok := rawPidfile(path); ok {
+			c.Daemon.Pidfile = p
+			c.Path = path
+		}
+	default:
+		return "", lerr
 	}
 	if v := lookup(s.Environ, fieldByKey["daemon.pidfile"].env); v != "" {
 		c.Daemon.Pidfile = v
@@ -102,5 +118,20 @@ func (s Source) Pidfile() string {
 	if c.Daemon.Pidfile == "" {
 		c.Daemon.Pidfile = Default().Daemon.Pidfile
 	}
-	return c.Abs(c.Daemon.Pidfile)
+	return c.Abs(c.Daemon.Pidfile), nil
+}
+
+// rawPidfile reads daemon.pidfile from a file that does not validate, if
+// its TOML at least parses.
+func rawPidfile(path string) (string, bool) {
+	var raw struct {
+		Daemon struct {
+			Pidfile any `toml:"pidfile"`
+		} `toml:"daemon"`
+	}
+	if _, err := toml.DecodeFile(path, &raw); err != nil {
+		return "", false
+	}
+	p, ok := raw.Daemon.Pidfile.(string)
+	return p, ok && p != ""
 }
