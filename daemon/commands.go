@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -15,49 +16,93 @@ import (
 // ErrNotRunning is returned by Reload when no daemon holds the pidfile.
 var ErrNotRunning = errors.New("not running")
 
-// Stop sends SIGTERM to the daemon named by the pidfile and waits until it
-// has exited: it drains for up to limits.shutdown_timeout and then closes
-// what is left itself; if it is still there 10 s after that, it is killed.
-// Nothing running is not an error ("not running" on stderr). A stale
-// pidfile is removed.
+// findDaemon reads the lock and pidfile of src and, when a daemon holds
+// the lock, proves that the pid in the pidfile is that daemon (see
+// proveDaemon). It returns the pidfile, its state, and the proven daemon
+// (nil unless Running). A running daemon that cannot be proven is an error
+// wrapping ErrUnproven; so is a pidfile that cannot be read.
+func findDaemon(src config.Source) (pidfile string, state PidState, d *daemonProc, err error) {
+	pidfile, err = src.Pidfile()
+	if err != nil {
+		return "", NotRunning, nil, err
+	}
+	state, pid, err := CheckPidfile(pidfile)
+	if err != nil || state != Running {
+		return pidfile, state, nil, err
+	}
+	// A daemon between taking the lock and writing its pid, or an
+	// upgrade rewriting it: the pid comes within a moment.
+	for end := time.Now().Add(2 * time.Second); pid == 0 && time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		state, pid, err = CheckPidfile(pidfile)
+		if err != nil || state != Running {
+			return pidfile, state, nil, err
+		}
+	}
+	d, err = proveDaemon(pidfile, pid)
+	return pidfile, state, d, err
+}
+
+// Stop sends SIGTERM to the daemon named by the pidfile, once proven to be
+// it, and waits until it has exited: it drains for up to
+// limits.shutdown_timeout and then closes what is left itself; if it is
+// still there 10 s after that, it is killed. Nothing running is not an
+// error ("not running" on stderr); a stale pidfile is removed. It returns
+// the error of a configuration file that cannot be read, one wrapping
+// ErrUnproven for a pid that cannot be proven to be the daemon (nothing is
+// signalled), or that of a daemon that does not go.
 func Stop(src config.Source, stderr io.Writer) error {
-	pidfile := src.Pidfile()
 	drain := config.Default().Limits.ShutdownTimeout.D()
 	if cfg, err := src.Load(); err == nil {
 		drain = cfg.Limits.ShutdownTimeout.D()
 	}
-	state, pid, err := CheckPidfile(pidfile)
+	pidfile, state, d, err := findDaemon(src)
 	if err != nil {
 		return err
 	}
 	switch state {
 	case NotRunning:
+		removeLeftovers(pidfile)
 		fmt.Fprintln(stderr, "zend: not running")
 		return nil
 	case Stale:
+		pid, _ := ReadPid(pidfile)
 		fmt.Fprintf(stderr, "zend: not running (removed the stale pidfile %s of pid %d)\n", pidfile, pid)
-		os.Remove(pidfile)
+		removeLeftovers(pidfile)
 		return nil
 	}
-	if pid < 1 {
-		return fmt.Errorf("pidfile %s is locked but holds no pid", pidfile)
+	defer d.close()
+	if err := d.signal(syscall.SIGTERM); err != nil {
+		return err
 	}
-	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
-		return fmt.Errorf("signal pid %d: %w", pid, err)
-	}
+	pid := d.pid
 	if !waitGone(pid, drain+10*time.Second) {
 		fmt.Fprintf(stderr, "zend: pid %d still running %v after SIGTERM, killing it\n", pid, drain+10*time.Second)
-		syscall.Kill(pid, syscall.SIGKILL)
+		d.signal(syscall.SIGKILL)
 		if !waitGone(pid, 10*time.Second) {
 			return fmt.Errorf("pid %d survived SIGKILL", pid)
 		}
 	}
-	// A daemon that could not remove its pidfile (its folder is not its
-	// own after dropping privileges) leaves it unlocked: remove it.
-	if st, _, _ := CheckPidfile(pidfile); st == Stale {
-		os.Remove(pidfile)
+	// A daemon that dropped its privileges may not remove its pidfile and
+	// control socket from root's folder: it empties the pidfile, and the
+	// files are removed here.
+	if st, _, _ := CheckPidfile(pidfile); st != Running {
+		removeLeftovers(pidfile)
 	}
 	return nil
+}
+
+// removeLeftovers removes the pidfile and control socket of a daemon that
+// no longer runs, through the checked folder; the lock file stays (a lock
+// file removed while another process opens it is how two daemons end up
+// both holding "the" lock).
+func removeLeftovers(pidfile string) {
+	dir, err := openTrustedDir(filepath.Dir(pidfile), 0)
+	if err != nil {
+		return
+	}
+	defer dir.close()
+	dir.remove(filepath.Base(pidfile))
+	dir.remove(filepath.Base(ControlPath(pidfile)))
 }
 
 // waitGone waits up to d for pid to exit (a zombie counts as exited).
@@ -94,48 +139,56 @@ type StatusReport struct {
 	Err     error   // why it did not
 }
 
-// QueryDaemon finds the daemon of src through its pidfile and asks it for
-// its status.
-func QueryDaemon(src config.Source) StatusReport {
-	r := StatusReport{Pidfile: src.Pidfile()}
-	state, pid, err := CheckPidfile(r.Pidfile)
+// QueryDaemon finds the daemon of src through its lock and pidfile and
+// asks it for its status. It returns an error when the configuration file
+// or the pidfile cannot be read (the state is unknown then).
+func QueryDaemon(src config.Source) (StatusReport, error) {
+	pidfile, err := src.Pidfile()
+	if err != nil {
+		return StatusReport{}, err
+	}
+	r := StatusReport{Pidfile: pidfile}
+	state, pid, err := CheckPidfile(pidfile)
 	r.State, r.Pid = state, pid
 	if err != nil {
-		r.Err = err
-		return r
+		return r, err
 	}
 	if state == Running {
-		st, err := QueryStatus(ControlPath(r.Pidfile))
-		if err != nil {
+		st, err := QueryStatus(ControlPath(pidfile))
+		switch {
+		case err != nil:
 			r.Err = err
-		} else {
+		case st.Pid != pid:
+			r.Err = fmt.Errorf("the control socket answers for pid %d, the pidfile names %d", st.Pid, pid)
+		default:
 			r.Status = &st
 		}
 	}
-	return r
+	return r, nil
 }
 
 // Reload validates the configuration of src, sends SIGHUP to the daemon
-// and waits (up to timeout) for its verdict. It returns nil when the daemon
-// applied the new configuration; an error matching config.ErrInvalid when
-// the file is invalid (nothing is signalled); ErrNotRunning; or the
-// daemon's own reason for refusing it.
+// (once proven to be it) and waits (up to timeout) for its verdict. It
+// returns nil when the daemon applied the new configuration; an error
+// matching config.ErrInvalid when the file is invalid (nothing is
+// signalled); ErrNotRunning; one wrapping ErrUnproven; or the daemon's own
+// reason for refusing it.
 func Reload(src config.Source, timeout time.Duration) (pid int, err error) {
-	cfg, err := src.Load()
-	if err != nil {
+	if _, err := src.Load(); err != nil {
 		return 0, err
 	}
-	pidfile := cfg.Abs(cfg.Daemon.Pidfile)
-	state, pid, err := CheckPidfile(pidfile)
+	pidfile, state, d, err := findDaemon(src)
 	if err != nil {
 		return 0, err
 	}
 	if state != Running {
-		return pid, fmt.Errorf("zend is %w (pidfile %s)", ErrNotRunning, pidfile)
+		return 0, fmt.Errorf("zend is %w (pidfile %s)", ErrNotRunning, pidfile)
 	}
+	defer d.close()
+	pid = d.pid
 	before, qerr := QueryStatus(ControlPath(pidfile))
-	if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
-		return pid, fmt.Errorf("signal pid %d: %w", pid, err)
+	if err := d.signal(syscall.SIGHUP); err != nil {
+		return pid, err
 	}
 	if qerr != nil {
 		return pid, fmt.Errorf("sent SIGHUP to pid %d but cannot learn the outcome: %w", pid, qerr)

@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/user"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -32,6 +35,7 @@ type Status struct {
 	Config      string        `json:"config"`
 	Log         string        `json:"log"`
 	User        string        `json:"user,omitempty"`
+	Pending     []string      `json:"pending_restart,omitempty"`
 	LastReload  ReloadResult  `json:"last_reload"`
 	LastUpgrade UpgradeResult `json:"last_upgrade"`
 }
@@ -39,16 +43,21 @@ type Status struct {
 // status builds the instance's Status.
 func (in *instance) status() Status {
 	st := Status{
-		Pid:        os.Getpid(),
-		Started:    in.started,
-		Uptime:     time.Since(in.started).Round(time.Second).String(),
-		Engine:     in.svc.Engine(),
-		Config:     in.cfg.Path,
-		Log:        in.sink.Path(),
-		User:       in.cfg.Daemon.User,
-		LastReload: in.lastReload(),
+		Pid:     os.Getpid(),
+		Started: in.started,
+		Uptime:  time.Since(in.started).Round(time.Second).String(),
+		Engine:  in.svc.Engine(),
+		Log:     in.sink.Path(),
+	}
+	if u, err := user.LookupId(strconv.Itoa(os.Geteuid())); err == nil {
+		st.User = u.Username
+	} else {
+		st.User = strconv.Itoa(os.Geteuid())
 	}
 	in.mu.Lock()
+	st.Config = in.requested.Path
+	st.Pending = slices.Clone(in.pending)
+	st.LastReload = in.reload
 	st.LastUpgrade = in.upgradeRes
 	in.mu.Unlock()
 	if st.Config == "" {
@@ -80,9 +89,9 @@ type control struct {
 	closed bool
 }
 
-// listenControl creates the control socket at path, mode 0600 (root and
-// the daemon's user only), replacing a stale one: the caller holds the
-// pidfile lock, so no live daemon owns it.
+// listenControl creates the control socket at path, mode 0600 (whoever
+// started zend: root), replacing a stale one: the caller holds the lock,
+// so no live daemon owns it, and the folder was checked by AcquirePidfile.
 func listenControl(path string) (*control, error) {
 	os.Remove(path)
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
@@ -124,15 +133,15 @@ func (c *control) serve(in *instance) {
 	}
 }
 
-// close closes the socket and removes its path, once: after a hand-over
-// the path belongs to the new daemon.
+// close closes this process's listener, once. The path stays: it lives
+// in root's folder, and after an upgrade it belongs to the new daemon;
+// Pidfile.Release and "zend stop" remove it.
 func (c *control) close() {
 	if c == nil || c.closed {
 		return
 	}
 	c.closed = true
 	c.ln.Close()
-	os.Remove(c.path)
 }
 
 // QueryStatus asks the daemon behind the control socket at path for its

@@ -19,7 +19,6 @@ import (
 // signal arrives through one channel.
 type instance struct {
 	src     config.Source
-	cfg     *config.Config
 	defLog  string // log file when log.file is unset: "" (stderr) or DefaultLogFile
 	sink    *logSink
 	log     *slog.Logger
@@ -33,10 +32,37 @@ type instance struct {
 	// upgrader starts a successor on SIGUSR2; nil under "zend run".
 	upgrader *upgrader
 
-	mu         sync.Mutex // guards reload, upgrade and counts, read by the control socket
+	mu         sync.Mutex     // guards what follows, read by the control socket and metrics
+	cfg        *config.Config // in force
+	requested  *config.Config // as the file was last loaded
+	pending    []string       // restart-only keys that differ between the two
 	reload     ReloadResult
 	reloadOK   int
 	upgradeRes UpgradeResult
+	handed     bool // an upgrade handed the lock and pidfile on
+}
+
+// config returns the configuration in force.
+func (in *instance) config() *config.Config {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.cfg
+}
+
+// setConfig records the configuration in force, the one requested, and
+// the keys that wait for a restart.
+func (in *instance) setConfig(inForce, requested *config.Config, pending []string) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.cfg, in.requested, in.pending = inForce, requested, pending
+}
+
+// handedOver reports whether an upgrade gave the lock and pidfile to a new
+// daemon.
+func (in *instance) handedOver() bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.handed
 }
 
 // reloadCounts returns how many reloads were applied and refused.
@@ -49,7 +75,13 @@ func (in *instance) reloadCounts() (ok, failed int) {
 // statusLine is the STATUS= text for systemd.
 func (in *instance) statusLine() string {
 	st := in.svc.Stats()
-	return fmt.Sprintf("serving %s on %v, %d connections open", in.cfg.Server.Engine, in.svc.Addrs(), st.Open)
+	line := fmt.Sprintf("serving %s on %v, %d connections open", in.svc.Engine(), in.svc.Addrs(), st.Open)
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if len(in.pending) > 0 {
+		line += fmt.Sprintf("; %d changed keys wait for a restart", len(in.pending))
+	}
+	return line
 }
 
 func (in *instance) tell(states ...string) {
@@ -87,7 +119,7 @@ func (in *instance) loop(ctx context.Context, sigc <-chan os.Signal) error {
 			return
 		}
 		stopping = true
-		timeout := in.cfg.Limits.ShutdownTimeout.D()
+		timeout := in.config().Limits.ShutdownTimeout.D()
 		in.tell(sdStopping, fmt.Sprintf("STATUS=draining %d conversations (at most %v)", in.svc.Stats().Open, timeout))
 		in.log.Info("shutting down", "reason", why, "open", in.svc.Stats().Open, "drain_timeout", timeout.String())
 		var dctx context.Context
@@ -130,9 +162,9 @@ func (in *instance) loop(ctx context.Context, sigc <-chan os.Signal) error {
 					upgraded = in.upgrader.start(in)
 				}
 			case syscall.SIGUSR1:
-				if err := in.sink.Reopen(); err != nil {
-					in.log.Error("cannot reopen the log file", "err", err.Error())
-				} else {
+				// A failure is reported by the sink itself, into the
+				// file still open.
+				if in.sink.Reopen() == nil {
 					in.log.Info("log file reopened", "file", in.sink.Path())
 				}
 			default:
@@ -184,34 +216,28 @@ func (in *instance) doReload() {
 		in.log.Error("reload failed, keeping the running configuration", "err", err.Error())
 		return
 	}
-	in.log.Info("configuration reloaded", "file", in.cfg.Path, "answers", len(in.cfg.Answers)+3, "max_connections", in.cfg.Limits.MaxConnections)
+	cfg := in.config()
+	in.log.Info("configuration reloaded", "file", cfg.Path, "answers", len(cfg.Answers)+3, "max_connections", cfg.Limits.MaxConnections)
 }
 
+// apply loads the configuration again and puts in force what a running
+// zend can change; restart-only keys keep their running value and are
+// logged, at every reload, until a restart.
 func (in *instance) apply() error {
-	ncfg, err := in.src.Load()
+	requested, err := in.src.Load()
 	if err != nil {
 		return err
 	}
-	if p := logPath(ncfg, in.defLog); p != "" && p != in.sink.Path() {
-		if err := precreate(p); err != nil {
-			return fmt.Errorf("log.file: %w", err)
-		}
-	}
-	if err := in.svc.Reload(ncfg); err != nil {
+	eff, pending := config.InForce(in.config(), requested, in.svc.Handed())
+	if err := in.svc.Reload(eff); err != nil {
 		return err
 	}
-	if err := in.sink.apply(ncfg, in.defLog); err != nil {
-		in.log.Error("log settings not applied", "err", err.Error())
+	in.sink.SetFormat(eff.Log)
+	in.setConfig(eff, requested, pending)
+	for _, p := range pending {
+		in.log.Warn("changed key needs a restart, keeping the running value", "change", p)
 	}
-	in.cfg = ncfg
 	return nil
-}
-
-// lastReload returns the outcome of the last reload.
-func (in *instance) lastReload() ReloadResult {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	return in.reload
 }
 
 // notifySignals subscribes to the instance's signals.

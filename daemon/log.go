@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // logLevel turns a config level into a slog level.
@@ -24,11 +25,18 @@ func logLevel(s string) slog.Level {
 // openAppend opens (creating it 0640, and its folder 0750, when missing) a
 // log file for appending: every write goes to the end, so that several
 // writers and logrotate's copytruncate never interleave or leave holes.
+// Root does not follow a link at the file's name (root only writes logs in
+// folders only root can write, see prepareLogDir; this is the second
+// line of defence).
 func openAppend(path string) (*os.File, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("create log folder: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	flags := os.O_WRONLY | os.O_CREATE | os.O_APPEND
+	if os.Geteuid() == 0 {
+		flags |= syscall.O_NOFOLLOW
+	}
+	f, err := os.OpenFile(path, flags, 0o640)
 	if err != nil {
 		return nil, fmt.Errorf("open log file: %w", err)
 	}

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -17,8 +18,12 @@ import (
 )
 
 // logSink is where zend's log goes: stderr, or a file rotated by size with
-// lumberjack and reopened in place on SIGUSR1. Its handler can be swapped
-// (level, format, file) on reload while loggers built from it keep working.
+// lumberjack and reopened in place on SIGUSR1. The file is opened by Open,
+// after the privilege drop, by the daemon's user: root never opens a path
+// in a folder that user can write. Records logged before Open are kept in
+// memory and written first. The level and format can be swapped on reload
+// while loggers built from the sink keep working; the file and its
+// rotation are fixed for the life of the process.
 //
 // lumberjack's pitfalls and how they are handled here:
 //   - Rotate() renames the file: logrotate's "create" mode wants a reopen
@@ -27,12 +32,13 @@ import (
 //   - New files are 0600: the file is created 0640 before lumberjack opens
 //     it, and lumberjack copies the mode of the file it rotates.
 //   - Close() leaks lumberjack's mill goroutine: one lumberjack.Logger
-//     lives as long as the file and its rotation settings stay the same;
-//     only a reload that changes them replaces it (one parked goroutine
-//     per such change).
+//     lives as long as the process (the file and rotation keys need a
+//     restart), so there is exactly one.
 //   - A deleted or renamed file is not recreated: at most once a second
 //     the path is checked against the open file and reopened when they
-//     differ.
+//     differ; a reopen that fails is reported at error level (into the
+//     still-open file, and on stderr when that is not the file), counted,
+//     and tried again at the next check.
 //   - fds 1 and 2 would keep writing to the old file after a rotation:
 //     with StdFds set (the daemon), the new file is dup2'ed onto them after
 //     every rotation and reopen, so that a runtime panic lands in the
@@ -42,26 +48,37 @@ type logSink struct {
 	level   slog.LevelVar
 	handler atomic.Pointer[slog.Handler]
 	stdFds  bool // dup2 the current file onto fds 1 and 2
+	format  atomic.Value
+
+	// ReopenFailures counts failed reopens (SIGUSR1 or the periodic
+	// check), for the metrics.
+	reopenFailures atomic.Uint64
 
 	mu       sync.Mutex
 	stderr   io.Writer
 	settings config.Log
 	path     string             // "" means stderr
-	lj       *lumberjack.Logger // nil when path is ""
+	lj       *lumberjack.Logger // nil until Open, and when path is ""
+	pending  *bytes.Buffer      // records before Open
 	size     int64              // bytes in the current file, as lumberjack counts
+	ino      uint64             // the current file's inode
 	checked  time.Time          // last check of the path against the open file
 	failing  error              // the last write error, reported once it clears
+	reopenAt time.Time          // when a failed reopen was last reported
 }
 
-// newLogSink returns a sink for the log settings of cfg. defaultFile is
-// used when log.file is "" ("" means stderr). With stdFds the file is also
-// put on fds 1 and 2.
-func newLogSink(cfg *config.Config, defaultFile string, stderr io.Writer, stdFds bool) (*logSink, error) {
-	s := &logSink{stderr: stderr, stdFds: stdFds}
-	if err := s.apply(cfg, defaultFile); err != nil {
-		return nil, err
+// maxPending bounds the records kept before the log file is open.
+const maxPending = 256 << 10
+
+// newLogSink returns a sink writing to path ("" for stderr) with the log
+// settings of cfg. Nothing is opened until Open.
+func newLogSink(cfg *config.Config, path string, stderr io.Writer, stdFds bool) *logSink {
+	s := &logSink{stderr: stderr, stdFds: stdFds, path: path, settings: cfg.Log}
+	if path != "" {
+		s.pending = &bytes.Buffer{}
 	}
-	return s, nil
+	s.SetFormat(cfg.Log)
+	return s
 }
 
 // logPath returns the log file of cfg, "" for stderr.
@@ -76,63 +93,83 @@ func logPath(cfg *config.Config, defaultFile string) string {
 	return cfg.Abs(p)
 }
 
-// apply switches to cfg's log settings. On error nothing changes.
-func (s *logSink) apply(cfg *config.Config, defaultFile string) error {
-	path := logPath(cfg, defaultFile)
+// Open opens the log file (creating it 0640, and its folder 0750), puts
+// it on fds 1 and 2 with StdFds, and writes the records kept until now.
+// It is a no-op for stderr.
+func (s *logSink) Open() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if path != s.path || (path != "" && rotation(cfg.Log) != rotation(s.settings)) {
-		if path != "" {
-			if err := precreate(path); err != nil {
-				return err
-			}
-		}
-		old := s.lj
-		s.path, s.lj = path, nil
-		if path != "" {
-			s.lj = &lumberjack.Logger{
-				Filename:   path,
-				MaxSize:    cfg.Log.MaxSizeMB,
-				MaxBackups: cfg.Log.MaxBackups,
-				MaxAge:     cfg.Log.MaxAgeDays,
-				Compress:   cfg.Log.Compress,
-			}
-			if cfg.Log.MaxSizeMB == 0 {
-				s.lj.MaxSize = 1 << 30 // lumberjack's 0 is 100 MB; zend's 0 is never
-			}
-			s.size = fileSize(path)
-			s.checked = time.Now()
-			if s.stdFds {
-				if err := dupOntoStd(path); err != nil {
-					s.path, s.lj = "", old
-					return err
-				}
-			}
-		}
-		if old != nil {
-			old.Close()
+	if s.path == "" || s.lj != nil {
+		return nil
+	}
+	if err := precreate(s.path); err != nil {
+		return err
+	}
+	l := s.settings
+	s.lj = &lumberjack.Logger{
+		Filename:   s.path,
+		MaxSize:    l.MaxSizeMB,
+		MaxBackups: l.MaxBackups,
+		MaxAge:     l.MaxAgeDays,
+		Compress:   l.Compress,
+	}
+	if l.MaxSizeMB == 0 {
+		s.lj.MaxSize = 1 << 30 // lumberjack's 0 is 100 MB; zend's 0 is never
+	}
+	s.size, s.ino = fileSize(s.path), fileIno(s.path)
+	s.checked = time.Now()
+	if s.stdFds {
+		if err := dupOntoStd(s.path); err != nil {
+			s.lj = nil
+			return err
 		}
 	}
-	s.settings = cfg.Log
-	s.level.Set(logLevel(cfg.Log.Level))
-	var h slog.Handler
-	opts := &slog.HandlerOptions{Level: &s.level}
-	if cfg.Log.Format == "json" {
-		h = slog.NewJSONHandler(s, opts)
-	} else {
-		h = slog.NewTextHandler(s, opts)
+	if s.pending != nil {
+		n, _ := s.lj.Write(s.pending.Bytes())
+		s.size += int64(n)
+		s.pending = nil
 	}
-	s.handler.Store(&h)
 	return nil
 }
 
-// rotation is the part of the log settings that lumberjack is built with.
-func rotation(l config.Log) [4]int {
-	c := 0
-	if l.Compress {
-		c = 1
+// Flush writes the records kept before Open to stderr: the start failed
+// and the file will not be opened.
+func (s *logSink) Flush() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pending != nil {
+		s.stderr.Write(s.pending.Bytes())
+		s.pending.Reset()
 	}
-	return [4]int{l.MaxSizeMB, l.MaxBackups, l.MaxAgeDays, c}
+}
+
+// SetFormat applies the level and format of l: what a reload may change
+// in [log].
+func (s *logSink) SetFormat(l config.Log) {
+	s.level.Set(logLevel(l.Level))
+	h := s.newHandler(s, l.Format)
+	s.format.Store(l.Format)
+	s.handler.Store(&h)
+}
+
+// newHandler returns a handler of format writing to w at the sink's level.
+func (s *logSink) newHandler(w io.Writer, format string) slog.Handler {
+	opts := &slog.HandlerOptions{Level: &s.level}
+	if format == "json" {
+		return slog.NewJSONHandler(w, opts)
+	}
+	return slog.NewTextHandler(w, opts)
+}
+
+// record formats one record in the sink's format, for messages the sink
+// writes itself while holding its lock.
+func (s *logSink) record(level slog.Level, msg string, args ...any) []byte {
+	var b bytes.Buffer
+	format, _ := s.format.Load().(string)
+	r := slog.NewRecord(time.Now(), level, msg, 0)
+	r.Add(args...)
+	s.newHandler(&b, format).Handle(context.Background(), r)
+	return b.Bytes()
 }
 
 // precreate creates the log file 0640 (and its folder 0750) when missing,
@@ -148,6 +185,13 @@ func precreate(path string) error {
 func fileSize(path string) int64 {
 	if fi, err := os.Stat(path); err == nil {
 		return fi.Size()
+	}
+	return 0
+}
+
+func fileIno(path string) uint64 {
+	if fi, err := os.Stat(path); err == nil {
+		return inode(fi)
 	}
 	return 0
 }
@@ -173,6 +217,12 @@ func (s *logSink) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.lj == nil {
+		if s.pending != nil {
+			if s.pending.Len()+len(p) <= maxPending {
+				s.pending.Write(p)
+			}
+			return len(p), nil
+		}
 		return s.stderr.Write(p)
 	}
 	if time.Since(s.checked) > time.Second {
@@ -190,7 +240,7 @@ func (s *logSink) Write(p []byte) (int, error) {
 		return n, err
 	}
 	if rotates {
-		s.size = int64(n)
+		s.size, s.ino = int64(n), fileIno(s.path)
 		if s.stdFds {
 			dupOntoStd(s.path)
 		}
@@ -198,36 +248,27 @@ func (s *logSink) Write(p []byte) (int, error) {
 		s.size += int64(n)
 	}
 	if s.failing != nil {
-		msg := fmt.Sprintf("time=%s level=WARN msg=\"log writes failed before this line, some records are lost\" err=%q\n",
-			time.Now().Format(time.RFC3339Nano), s.failing.Error())
+		msg := s.record(slog.LevelWarn, "log writes failed before this line, some records are lost", "err", s.failing.Error())
 		s.failing = nil
-		k, _ := s.lj.Write([]byte(msg))
+		k, _ := s.lj.Write(msg)
 		s.size += int64(k)
 	}
 	return n, nil
 }
 
-// current reports whether the path still names the file being written:
-// false when it is gone, or (with StdFds) when it is another inode than
-// fd 2's. A path that cannot be checked (no permission after dropping
-// privileges) counts as current.
+// current reports whether the path still names the file being written. A
+// path that cannot be checked (no permission) counts as current.
 func (s *logSink) current() bool {
 	fi, err := os.Stat(s.path)
 	if err != nil {
 		return !os.IsNotExist(err)
 	}
-	if !s.stdFds {
-		return true
-	}
-	var st unix.Stat_t
-	if unix.Fstat(2, &st) != nil {
-		return true
-	}
-	return uint64(st.Ino) == inode(fi)
+	return inode(fi) == s.ino
 }
 
 // Reopen closes the log file and opens the path again (logrotate's
-// "create" mode: the old file was renamed away), and puts it on fds 1 and 2.
+// "create" mode: the old file was renamed away), and puts it on fds 1 and
+// 2. On error the old file stays in use; the failure is reported there.
 func (s *logSink) Reopen() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -237,16 +278,38 @@ func (s *logSink) Reopen() error {
 	return s.reopenLocked()
 }
 
+// reopenInterval is how often a reopen that keeps failing is reported.
+const reopenInterval = time.Minute
+
 func (s *logSink) reopenLocked() error {
+	s.checked = time.Now()
 	// Open the path first: when that fails the old file stays in use.
 	if err := precreate(s.path); err != nil {
+		n := s.reopenFailures.Add(1)
+		if n == 1 || time.Since(s.reopenAt) >= reopenInterval {
+			s.reopenAt = time.Now()
+			msg := s.record(slog.LevelError, "cannot reopen the log file, writing to the old one; retrying every second while there is something to log",
+				"file", s.path, "err", err.Error(), "failures", n)
+			k, _ := s.lj.Write(msg)
+			s.size += int64(k)
+			if !s.stdFds && s.stderr != nil {
+				s.stderr.Write(msg)
+			}
+		}
 		return err
 	}
+	recovered := s.reopenAt != time.Time{}
+	s.reopenAt = time.Time{}
 	s.lj.Close() // lumberjack opens the path again on the next write
-	s.size = fileSize(s.path)
-	s.checked = time.Now()
+	s.size, s.ino = fileSize(s.path), fileIno(s.path)
 	if s.stdFds {
-		return dupOntoStd(s.path)
+		if err := dupOntoStd(s.path); err != nil {
+			return err
+		}
+	}
+	if recovered {
+		k, _ := s.lj.Write(s.record(slog.LevelInfo, "log file reopened after failures", "file", s.path, "failures", s.reopenFailures.Load()))
+		s.size += int64(k)
 	}
 	return nil
 }

@@ -1,211 +1,314 @@
 package daemon
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
 
 // ErrRunning is returned by AcquirePidfile when a live daemon holds the
-// pidfile.
+// lock.
 var ErrRunning = errors.New("already running")
 
-// Pidfile is a pidfile held, with a lock, for the life of the daemon.
+// Pidfile is what a daemon holds in its pidfile folder for its life: a
+// lock and the pidfile.
 //
-// The path's file is locked with flock(LOCK_EX) as long as the daemon
-// lives; a pidfile that exists but is not locked was left by a daemon that
-// died, and is taken over. The pid is written to a temporary file in the
-// same folder that is locked too and renamed over the path, so a reader
-// never sees a half-written file.
+// The lock is a file of its own (LockPath), mode 0600, that only root (or
+// the user who started zend) can open, held with flock(LOCK_EX) through a
+// descriptor: no other user can hold it and so block a start, as a shared
+// lock on the world-readable pidfile could. The pidfile holds the pid for
+// readers (zend stop, systemd's PIDFile=, logrotate); it is written
+// atomically (a temporary file renamed over it) by the process that
+// created the folder's files, and rewritten in place through its
+// descriptor by a daemon that no longer has the right to create files
+// there (after an upgrade by an unprivileged daemon). Both descriptors
+// pass to the new daemon of an upgrade, so the lock is never let go.
 type Pidfile struct {
 	path string
-	held []*os.File // the locked files: the path's old inode and the new one
+	lock *os.File // flock'ed LOCK_EX
+	file *os.File // the pidfile, open read-write; nil until Publish
 }
 
-// AcquirePidfile creates (with its folder, 0755, when missing) and locks
-// the pidfile at path and writes pid into it. It returns an error wrapping
-// ErrRunning, naming the running pid, when a live daemon holds it.
-func AcquirePidfile(path string, pid int) (*Pidfile, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("pidfile: create folder: %w", err)
+// LockPath returns the lock file of the daemon whose pidfile is pidfile:
+// the same path with ".lock" instead of ".pid".
+func LockPath(pidfile string) string {
+	return strings.TrimSuffix(pidfile, ".pid") + ".lock"
+}
+
+// AcquirePidfile takes the lock of the daemon whose pidfile is path. The
+// folder is created (0755) when missing and must be one only its owner
+// (root, or the user running zend) can change (ErrUntrusted otherwise).
+// It returns an error wrapping ErrRunning, naming the running pid when the
+// pidfile has one, when a live daemon holds the lock. Publish writes the
+// pid.
+func AcquirePidfile(path string) (*Pidfile, error) {
+	dir, err := openTrustedDir(filepath.Dir(path), 0o755)
+	if err != nil {
+		return nil, fmt.Errorf("pidfile folder: %w", err)
 	}
-	p := &Pidfile{path: path}
-	for attempt := 0; ; attempt++ {
-		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
-		if err != nil {
-			return nil, fmt.Errorf("pidfile: %w", err)
-		}
-		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-			f.Close()
-			if errors.Is(err, unix.EWOULDBLOCK) {
-				if other, rerr := ReadPid(path); rerr == nil {
-					return nil, fmt.Errorf("pidfile %s: %w (pid %d)", path, ErrRunning, other)
-				}
-				return nil, fmt.Errorf("pidfile %s: %w", path, ErrRunning)
+	defer dir.close()
+	lock, err := dir.open(filepath.Base(LockPath(path)), unix.O_RDWR|unix.O_CREAT, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock: %w", err)
+	}
+	if err := lock.Chmod(0o600); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("lock: %w", err)
+	}
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		lock.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			if other, rerr := ReadPid(path); rerr == nil && other > 0 {
+				return nil, fmt.Errorf("pidfile %s: %w (pid %d)", path, ErrRunning, other)
 			}
-			return nil, fmt.Errorf("pidfile %s: lock: %w", path, err)
+			return nil, fmt.Errorf("pidfile %s: %w", path, ErrRunning)
 		}
-		// The file may have been replaced between open and lock (a
-		// daemon writing its pid, or one removing its pidfile at exit):
-		// the lock counts only if it is on the file the path names now.
-		if sameFile(f, path) {
-			p.held = append(p.held, f)
-			break
-		}
-		f.Close()
-		if attempt > 100 {
-			return nil, fmt.Errorf("pidfile %s: keeps changing under us", path)
-		}
+		return nil, fmt.Errorf("lock %s: %w", lock.Name(), err)
 	}
-	if err := p.write(pid); err != nil {
-		p.Release()
-		return nil, err
-	}
-	return p, nil
+	return &Pidfile{path: path, lock: lock}, nil
 }
 
-// write replaces the pidfile's content atomically: a locked temporary file
-// in the same folder, renamed over the path.
-func (p *Pidfile) write(pid int) error {
-	tmp, err := os.CreateTemp(filepath.Dir(p.path), "."+filepath.Base(p.path)+".*")
+// InheritPidfile takes over the lock and pidfile descriptors of the daemon
+// this one upgrades.
+func InheritPidfile(path string, lockFD, fileFD int) *Pidfile {
+	unix.CloseOnExec(lockFD)
+	unix.CloseOnExec(fileFD)
+	return &Pidfile{path: path, lock: os.NewFile(uintptr(lockFD), LockPath(path)), file: os.NewFile(uintptr(fileFD), path)}
+}
+
+// Publish writes pid into the pidfile atomically: a temporary file in the
+// checked folder, renamed over the path. It keeps the new file open for
+// Rewrite and Release.
+func (p *Pidfile) Publish(pid int) error {
+	dir, err := openTrustedDir(filepath.Dir(p.path), 0)
+	if err != nil {
+		return fmt.Errorf("pidfile folder: %w", err)
+	}
+	defer dir.close()
+	base := filepath.Base(p.path)
+	tmp := fmt.Sprintf(".%s.%d", base, pid)
+	dir.remove(tmp)
+	f, err := dir.open(tmp, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, 0o644)
 	if err != nil {
 		return fmt.Errorf("pidfile: %w", err)
 	}
-	if err := unix.Flock(int(tmp.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return fmt.Errorf("pidfile: lock: %w", err)
-	}
-	_, err = tmp.WriteString(strconv.Itoa(pid) + "\n")
+	_, err = f.WriteString(strconv.Itoa(pid) + "\n")
 	if err == nil {
-		err = tmp.Chmod(0o644)
+		err = f.Chmod(0o644)
 	}
 	if err == nil {
-		err = tmp.Sync()
+		err = f.Sync()
 	}
 	if err == nil {
-		err = os.Rename(tmp.Name(), p.path)
+		err = unix.Renameat(int(dir.f.Fd()), tmp, int(dir.f.Fd()), base)
 	}
 	if err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return fmt.Errorf("pidfile: write: %w", err)
+		f.Close()
+		dir.remove(tmp)
+		return fmt.Errorf("pidfile %s: write: %w", p.path, err)
 	}
-	p.held = append(p.held, tmp)
+	if p.file != nil {
+		p.file.Close()
+	}
+	p.file = f
 	return nil
 }
 
-// Path returns the pidfile's path.
-func (p *Pidfile) Path() string { return p.path }
+// Rewrite replaces the pid in place through the open pidfile (a daemon
+// that may not create files in the folder). The new pid is written in one
+// write, padded with newlines over the old content, then the file is cut:
+// a reader sees the old pid, or the new one followed by blank lines.
+func (p *Pidfile) Rewrite(pid int) error {
+	if p.file == nil {
+		return errors.New("pidfile: not published")
+	}
+	line := strconv.Itoa(pid) + "\n"
+	buf := []byte(line)
+	if fi, err := p.file.Stat(); err == nil && fi.Size() > int64(len(buf)) {
+		buf = append(buf, strings.Repeat("\n", int(fi.Size())-len(buf))...)
+	}
+	if _, err := p.file.WriteAt(buf, 0); err != nil {
+		return fmt.Errorf("pidfile %s: rewrite: %w", p.path, err)
+	}
+	if err := p.file.Truncate(int64(len(line))); err != nil {
+		return fmt.Errorf("pidfile %s: rewrite: %w", p.path, err)
+	}
+	return nil
+}
 
-// Release removes the pidfile (while still holding its lock, so no other
-// daemon can take it over in between) and drops the locks.
-func (p *Pidfile) Release() error {
+// Files returns the lock and the pidfile, for the new daemon of an
+// upgrade; they stay owned by p.
+func (p *Pidfile) Files() (lock, file *os.File) { return p.lock, p.file }
+
+// Release is the daemon's exit: the pidfile, when it still names pid, is
+// emptied through its descriptor and, where this process may, removed with
+// the control socket (while the lock is still held, so no new daemon is
+// affected); then the lock is let go.
+func (p *Pidfile) Release(pid int) error {
 	var err error
-	if len(p.held) > 0 && sameFile(p.held[len(p.held)-1], p.path) {
-		if rerr := os.Remove(p.path); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
-			err = fmt.Errorf("pidfile: remove: %w", rerr)
+	if p.file != nil {
+		if got, rerr := readPidFrom(p.file); rerr == nil && got == pid {
+			if terr := p.file.Truncate(0); terr != nil {
+				err = fmt.Errorf("pidfile %s: empty: %w", p.path, terr)
+			}
+			if dir, derr := openTrustedDir(filepath.Dir(p.path), 0); derr == nil {
+				if os.Geteuid() == 0 || dirWritable(dir) {
+					dir.remove(filepath.Base(p.path))
+					dir.remove(filepath.Base(ControlPath(p.path)))
+				}
+				dir.close()
+			}
 		}
 	}
-	for _, f := range p.held {
-		f.Close()
-	}
-	p.held = nil
+	p.Close()
 	return err
 }
 
-// Fds returns the descriptors of the locked files, which must stay open in
-// the daemon.
-func (p *Pidfile) Fds() []uintptr {
-	out := make([]uintptr, len(p.held))
-	for i, f := range p.held {
-		out[i] = f.Fd()
-	}
-	return out
+// dirWritable reports whether this process may create and remove files in
+// dir.
+func dirWritable(d *trustedDir) bool {
+	return unix.Faccessat(int(d.f.Fd()), ".", unix.W_OK, unix.AT_EACCESS) == nil
 }
 
-// sameFile reports whether the open file f is the file path names now.
-func sameFile(f *os.File, path string) bool {
-	a, err := f.Stat()
-	if err != nil {
-		return false
+// Close lets go of the lock and the pidfile without touching either: the
+// new daemon of an upgrade holds them now.
+func (p *Pidfile) Close() {
+	if p.file != nil {
+		p.file.Close()
+		p.file = nil
 	}
-	b, err := os.Stat(path)
-	return err == nil && os.SameFile(a, b)
+	if p.lock != nil {
+		p.lock.Close()
+		p.lock = nil
+	}
 }
 
-// ReadPid reads the pid in the pidfile at path.
-func ReadPid(path string) (int, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0, err
+// readPidFrom reads the pid in an open pidfile: 0 when it is empty.
+func readPidFrom(f *os.File) (int, error) {
+	buf := make([]byte, 64)
+	n, err := f.ReadAt(buf, 0)
+	if n == 0 && err != nil && !errors.Is(err, os.ErrClosed) {
+		return 0, nil
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	return parsePid(f.Name(), buf[:n])
+}
+
+// parsePid parses a pidfile's content: 0 for an empty file.
+func parsePid(path string, b []byte) (int, error) {
+	s := strings.TrimSpace(string(b))
+	if s == "" {
+		return 0, nil
+	}
+	pid, err := strconv.Atoi(s)
 	if err != nil || pid < 1 {
-		return 0, fmt.Errorf("pidfile %s: no pid in %q", path, strings.TrimSpace(string(b)))
+		return 0, fmt.Errorf("pidfile %s: no pid in %q", path, s)
 	}
 	return pid, nil
 }
 
-// PidState is what a pidfile says about its daemon.
+// ReadPid reads the pid in the pidfile at path: 0 when the file is missing
+// or empty (a daemon that stopped), an error for anything but a pid.
+func ReadPid(path string) (int, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return parsePid(path, b)
+}
+
+// PidState is what the lock and the pidfile say about a daemon.
 type PidState int
 
 const (
-	// NotRunning: there is no pidfile.
+	// NotRunning: no daemon holds the lock, and no pidfile names one.
 	NotRunning PidState = iota
-	// Stale: a pidfile exists but no daemon holds its lock.
+	// Stale: no daemon holds the lock, but the pidfile names a pid (the
+	// daemon died without cleaning up).
 	Stale
-	// Running: a live daemon holds the pidfile's lock.
+	// Running: a live daemon holds the lock.
 	Running
 )
 
-// CheckPidfile tells whether a daemon holds the pidfile at path, and its
-// pid when the file has one. It does not change the file.
+// CheckPidfile tells whether a daemon holds the lock of the pidfile at
+// path, and the pid the pidfile names (0 when none). It changes nothing and
+// takes no lock. The error is that of a pidfile or lock that cannot be
+// read.
 func CheckPidfile(path string) (PidState, int, error) {
+	pid, err := ReadPid(path)
+	if err != nil {
+		return NotRunning, 0, err
+	}
+	held, err := lockHeld(LockPath(path))
+	switch {
+	case err != nil:
+		return NotRunning, pid, err
+	case held:
+		return Running, pid, nil
+	case pid > 0:
+		return Stale, pid, nil
+	}
+	return NotRunning, 0, nil
+}
+
+// lockHeld reports whether some process holds a lock on the file at path.
+// It reads /proc/locks first, which needs no access to the file (so any
+// user's "zend status" works); when that shows no lock and the file can be
+// opened, a shared lock tried for a moment decides.
+func lockHeld(path string) (bool, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return false, nil
+		}
+		return false, fmt.Errorf("lock %s: %w", path, err)
+	}
+	inProc, procOK := procLocksHold(&st)
+	if inProc {
+		return true, nil
+	}
 	f, err := os.Open(path)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return NotRunning, 0, nil
+		if procOK {
+			return false, nil
 		}
-		return NotRunning, 0, fmt.Errorf("pidfile: %w", err)
+		return false, fmt.Errorf("lock %s: %w", path, err)
 	}
 	defer f.Close()
-	pid, _ := ReadPid(path)
-	err = unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB)
-	switch {
+	switch err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB); {
 	case err == nil:
 		unix.Flock(int(f.Fd()), unix.LOCK_UN)
-		return Stale, pid, nil
+		return false, nil
 	case errors.Is(err, unix.EWOULDBLOCK):
-		return Running, pid, nil
+		return true, nil
+	default:
+		return false, fmt.Errorf("lock %s: %w", path, err)
 	}
-	return NotRunning, pid, fmt.Errorf("pidfile %s: lock: %w", path, err)
 }
 
-// Unlock drops the locks without removing the file: a new daemon that is
-// waiting for the lock takes the pidfile over and writes its own pid.
-func (p *Pidfile) Unlock() {
-	for _, f := range p.held {
-		f.Close()
+// procLocksHold reports whether /proc/locks lists a lock on the file st
+// describes, and whether /proc/locks could be read at all.
+func procLocksHold(st *unix.Stat_t) (held, ok bool) {
+	f, err := os.Open("/proc/locks")
+	if err != nil {
+		return false, false
 	}
-	p.held = nil
-}
-
-// AcquirePidfileWait is AcquirePidfile, waiting up to d while another
-// daemon still holds the lock (the old daemon of an upgrade).
-func AcquirePidfileWait(path string, pid int, d time.Duration) (*Pidfile, error) {
-	end := time.Now().Add(d)
-	for {
-		p, err := AcquirePidfile(path, pid)
-		if err == nil || !errors.Is(err, ErrRunning) || time.Now().After(end) {
-			return p, err
+	defer f.Close()
+	// "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF"
+	want := fmt.Sprintf("%02x:%02x:%d", unix.Major(uint64(st.Dev)), unix.Minor(uint64(st.Dev)), st.Ino)
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if fields := strings.Fields(sc.Text()); len(fields) > 5 && fields[5] == want {
+			return true, true
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
+	return false, sc.Err() == nil
 }

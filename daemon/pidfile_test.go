@@ -15,31 +15,56 @@ func TestPidfile(t *testing.T) {
 	if st, _, err := CheckPidfile(path); st != NotRunning || err != nil {
 		t.Fatalf("before: %v %v", st, err)
 	}
-	p, err := AcquirePidfile(path, 4242)
+	p, err := AcquirePidfile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The pid is in the file, and the file is locked.
+	// The lock is held before the pid is written: running, pid unknown.
+	if st, pid, _ := CheckPidfile(path); st != Running || pid != 0 {
+		t.Fatalf("locked, unpublished: %v %d", st, pid)
+	}
+	if err := p.Publish(4242); err != nil {
+		t.Fatal(err)
+	}
 	if pid, err := ReadPid(path); pid != 4242 || err != nil {
 		t.Fatalf("ReadPid = %d, %v", pid, err)
 	}
 	if st, pid, _ := CheckPidfile(path); st != Running || pid != 4242 {
 		t.Fatalf("held: %v %d", st, pid)
 	}
+	// The lock is a file of its own that only its owner can open; the
+	// pidfile is for everybody to read.
+	for f, mode := range map[string]os.FileMode{LockPath(path): 0o600, path: 0o644, filepath.Dir(path): 0o755 | os.ModeDir} {
+		if fi, err := os.Lstat(f); err != nil || fi.Mode() != mode {
+			t.Errorf("%s: %v %v, want mode %v", f, fi.Mode(), err, mode)
+		}
+	}
 	// A second daemon is refused, with the running pid.
-	if _, err := AcquirePidfile(path, 5000); !errors.Is(err, ErrRunning) {
+	if _, err := AcquirePidfile(path); !errors.Is(err, ErrRunning) {
 		t.Fatalf("second acquire: %v, want ErrRunning", err)
 	}
-	// No temporary file is left in the folder.
-	if ents, _ := os.ReadDir(filepath.Dir(path)); len(ents) != 1 {
-		t.Fatalf("folder holds %d entries, want only the pidfile", len(ents))
+	// An upgrade rewrites the pid in place, shorter or longer.
+	for _, pid := range []int{7, 1234567} {
+		if err := p.Rewrite(pid); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := ReadPid(path); got != pid || err != nil {
+			t.Fatalf("after Rewrite(%d): %d %v", pid, got, err)
+		}
 	}
-	// Release removes it.
-	if err := p.Release(); err != nil {
+	// No temporary file is left in the folder: the pidfile and the lock.
+	if ents, _ := os.ReadDir(filepath.Dir(path)); len(ents) != 2 {
+		t.Fatalf("folder holds %d entries, want the pidfile and the lock", len(ents))
+	}
+	// Release by another pid leaves the file; by its pid removes it.
+	if err := p.Release(1234567); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(path); !os.IsNotExist(err) {
 		t.Fatal("pidfile left after Release")
+	}
+	if st, _, _ := CheckPidfile(path); st != NotRunning {
+		t.Fatalf("after release: %v", st)
 	}
 
 	// A stale pidfile (a daemon killed with -9 leaves one, unlocked) is
@@ -48,13 +73,21 @@ func TestPidfile(t *testing.T) {
 	if st, pid, _ := CheckPidfile(path); st != Stale || pid != 99999 {
 		t.Fatalf("stale: %v %d", st, pid)
 	}
-	p2, err := AcquirePidfile(path, 7)
+	p2, err := AcquirePidfile(path)
 	if err != nil {
 		t.Fatalf("take over a stale pidfile: %v", err)
 	}
-	defer p2.Release()
+	defer p2.Close()
+	if err := p2.Publish(7); err != nil {
+		t.Fatal(err)
+	}
 	if pid, _ := ReadPid(path); pid != 7 {
 		t.Fatalf("taken over pidfile holds %d", pid)
+	}
+	// An empty pidfile (a daemon that could not remove it) names nobody.
+	os.WriteFile(filepath.Join(dir, "empty.pid"), nil, 0o644)
+	if pid, err := ReadPid(filepath.Join(dir, "empty.pid")); pid != 0 || err != nil {
+		t.Fatalf("empty pidfile: %d %v", pid, err)
 	}
 	// Garbage in a pidfile is an error that says what it found.
 	os.WriteFile(filepath.Join(dir, "bad.pid"), []byte("x\n"), 0o644)
@@ -63,15 +96,66 @@ func TestPidfile(t *testing.T) {
 	}
 }
 
-func TestSanitizeEnv(t *testing.T) {
-	got := sanitizeEnv([]string{"HOME=/root", "ZEND_LISTEN=1.2.3.4:5", "TZ=UTC", "_GO_DAEMON=1", "_ZEND_STAGE=2", "PATH=/x"})
-	want := map[string]bool{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin": true, "ZEND_LISTEN=1.2.3.4:5": true, "TZ=UTC": true}
-	if len(got) != len(want) {
-		t.Fatalf("sanitizeEnv = %q", got)
+// TestUntrustedFolders: root's files go only where nobody else can change
+// what leads to them.
+func TestUntrustedFolders(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup func(t *testing.T, dir string) string // returns the pidfile path
+		want  error
+	}{
+		// A folder that group and others may write.
+		{"world-writable folder", func(t *testing.T, dir string) string {
+			d := filepath.Join(dir, "open")
+			os.Mkdir(d, 0o777)
+			os.Chmod(d, 0o777)
+			return filepath.Join(d, "zend.pid")
+		}, ErrUntrusted},
+		// A sticky world-writable folder (/tmp) as the pidfile's own folder.
+		{"sticky folder", func(t *testing.T, dir string) string {
+			d := filepath.Join(dir, "tmp")
+			os.Mkdir(d, 0o777)
+			os.Chmod(d, os.ModeSticky|0o777)
+			return filepath.Join(d, "zend.pid")
+		}, ErrUntrusted},
+		// A sticky world-writable ancestor is fine.
+		{"below a sticky folder", func(t *testing.T, dir string) string {
+			d := filepath.Join(dir, "tmp")
+			os.Mkdir(d, 0o777)
+			os.Chmod(d, os.ModeSticky|0o777)
+			return filepath.Join(d, "run", "zend.pid")
+		}, nil},
+		// A world-writable ancestor without the sticky bit: anyone can
+		// swap the folder below it.
+		{"below a world-writable folder", func(t *testing.T, dir string) string {
+			d := filepath.Join(dir, "open")
+			os.Mkdir(d, 0o777)
+			os.Chmod(d, 0o777)
+			return filepath.Join(d, "run", "zend.pid")
+		}, ErrUntrusted},
+		// A link at the lock's name is not followed.
+		{"link at the lock", func(t *testing.T, dir string) string {
+			d := filepath.Join(dir, "run")
+			os.Mkdir(d, 0o755)
+			os.Symlink(filepath.Join(dir, "elsewhere"), filepath.Join(d, "zend.lock"))
+			return filepath.Join(d, "zend.pid")
+		}, ErrUntrusted},
 	}
-	for _, kv := range got {
-		if !want[kv] {
-			t.Fatalf("sanitizeEnv kept %q", kv)
-		}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			os.Chmod(dir, 0o755)
+			path := tt.setup(t, dir)
+			p, err := AcquirePidfile(path)
+			if p != nil {
+				p.Close()
+			}
+			if !errors.Is(err, tt.want) && !(tt.want == nil && err == nil) {
+				t.Fatalf("AcquirePidfile(%s) = %v, want %v", path, err, tt.want)
+			}
+			if _, err := os.Lstat(filepath.Join(dir, "elsewhere")); err == nil {
+				t.Fatal("a link was followed")
+			}
+		})
 	}
 }

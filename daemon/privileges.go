@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"fmt"
-	"os"
 	"os/user"
 	"strconv"
 	"syscall"
@@ -39,30 +38,28 @@ func lookupCredential(userName, groupName string) (*credential, error) {
 	return c, nil
 }
 
-// drop sets the supplementary groups, the group and the user of the whole
-// process (every thread, as Go does on Linux) and checks that root cannot
-// be regained.
-func (c *credential) drop() error {
+// drop makes the whole process (every thread) the credential's user for
+// good: no new privileges can be gained through exec (PR_SET_NO_NEW_PRIVS),
+// the capability bounding set is emptied (see lockPrivileges, whose note
+// it returns), then the supplementary groups, the group and the user are
+// set, and it checks that root cannot be regained. It returns the first
+// step that failed.
+func (c *credential) drop() (note string, err error) {
+	note, err = lockPrivileges()
+	if err != nil {
+		return "", fmt.Errorf("drop privileges: %w", err)
+	}
 	if err := syscall.Setgroups([]int{c.gid}); err != nil {
-		return fmt.Errorf("drop privileges: setgroups: %w", err)
+		return "", fmt.Errorf("drop privileges: setgroups: %w", err)
 	}
 	if err := syscall.Setgid(c.gid); err != nil {
-		return fmt.Errorf("drop privileges: setgid %d: %w", c.gid, err)
+		return "", fmt.Errorf("drop privileges: setgid %d: %w", c.gid, err)
 	}
 	if err := syscall.Setuid(c.uid); err != nil {
-		return fmt.Errorf("drop privileges: setuid %d: %w", c.uid, err)
+		return "", fmt.Errorf("drop privileges: setuid %d: %w", c.uid, err)
 	}
 	if c.uid != 0 && syscall.Setuid(0) == nil {
-		return fmt.Errorf("drop privileges: root could be regained")
+		return "", fmt.Errorf("drop privileges: root could be regained")
 	}
-	return nil
-}
-
-// chown gives path to the credential's user, for files and folders the
-// daemon must still write after dropping privileges.
-func (c *credential) chown(path string) error {
-	if err := os.Lchown(path, c.uid, c.gid); err != nil {
-		return fmt.Errorf("chown %s to %s: %w", path, c.user, err)
-	}
-	return nil
+	return note, nil
 }

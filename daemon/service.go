@@ -274,24 +274,28 @@ func (s *Service) Shutdown(ctx context.Context) (protocol.DrainResult, error) {
 	return res, err
 }
 
-// Reload applies cfg (already validated) to the running service, without
+// Handed reports whether the listeners came from systemd (server.listen
+// is not used then).
+func (s *Service) Handed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.handed
+}
+
+// Reload applies cfg (already validated, restart-only keys at their
+// running values: see config.InForce) to the running service, without
 // dropping a connection: answers, limits and answer delay change at once;
 // new listen addresses are bound first and removed ones closed after. On
-// error (a new address cannot be bound) nothing changes. Keys that need a
-// restart are logged and keep their old value.
+// error (a new address cannot be bound) nothing changes.
 func (s *Service) Reload(cfg *config.Config) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	old := s.cfg
-	var added, gone []string
 	if s.handed {
-		if !slices.Equal(cfg.Server.Listen, old.Server.Listen) {
-			s.log.Warn("server.listen changed, but the sockets are systemd's: change the socket unit instead")
-		}
 		s.srv.Update(s.settings(cfg))
 		s.cfg = cfg
 		return nil
 	}
+	var added, gone []string
 	for _, a := range cfg.Server.Listen {
 		if _, ok := s.lns[a]; !ok && !slices.Contains(added, a) {
 			added = append(added, a)
@@ -305,9 +309,6 @@ func (s *Service) Reload(cfg *config.Config) error {
 	fresh, err := bind(added, cfg.Server.Backlog)
 	if err != nil {
 		return fmt.Errorf("server.listen: %w", err)
-	}
-	for _, k := range needRestart(old, cfg) {
-		s.log.Warn("changed key needs a restart, keeping the old value", "key", k)
 	}
 	s.srv.Update(s.settings(cfg))
 	for _, a := range added {
@@ -326,26 +327,4 @@ func (s *Service) Reload(cfg *config.Config) error {
 	s.addrs = slices.Clone(cfg.Server.Listen)
 	s.cfg = cfg
 	return nil
-}
-
-// needRestart lists the keys that differ between old and cfg and cannot
-// change while zend runs.
-func needRestart(old, cfg *config.Config) []string {
-	var keys []string
-	if cfg.Server.Engine != old.Server.Engine {
-		keys = append(keys, "server.engine")
-	}
-	if cfg.Server.Workers != old.Server.Workers {
-		keys = append(keys, "server.workers")
-	}
-	if cfg.Server.Backlog != old.Server.Backlog {
-		keys = append(keys, "server.backlog (for addresses already bound)")
-	}
-	if cfg.Daemon != old.Daemon {
-		keys = append(keys, "daemon")
-	}
-	if cfg.Metrics != old.Metrics {
-		keys = append(keys, "metrics.listen")
-	}
-	return keys
 }

@@ -118,8 +118,12 @@ func startParent(opts StartOptions) error {
 	case state == Running:
 		return fmt.Errorf("already running (pid %d, pidfile %s)", pid, pidfile)
 	}
-	if _, err := lookupCredential(cfg.Daemon.User, cfg.Daemon.Group); err != nil {
+	if err := Preflight(cfg); err != nil {
 		return err
+	}
+	exe, err := invokedPath(os.Args[0])
+	if err != nil {
+		return fmt.Errorf("find the binary for upgrades: %w", err)
 	}
 
 	// Sockets from systemd (zend.socket) are passed on on purpose, above
@@ -153,7 +157,7 @@ func startParent(opts StartOptions) error {
 	// Steps 4-6: a sanitised environment, fork (re-exec) and setsid, done
 	// by go-daemon.
 	env := sanitizeEnv(os.Environ())
-	env = append(env, envStage+"=1", envReadyFD+"="+strconv.Itoa(int(w.Fd())))
+	env = append(env, envStage+"=1", envReadyFD+"="+strconv.Itoa(int(w.Fd())), envExe+"="+exe)
 	if handedEnv != "" {
 		env = append(env, envListenFDs+"="+handedEnv)
 	}
@@ -216,6 +220,22 @@ func awaitReady(r *os.File, timeout time.Duration) (pid int, err error) {
 			return pid, errors.New(msg)
 		}
 	}
+}
+
+// invokedPath returns the binary as the operator ran it (argv0), made
+// absolute through PATH or the working directory but not through links:
+// after "ln -sf zend-v2 /usr/sbin/zend", an upgrade must run what
+// /usr/sbin/zend names then, not the file it named at start.
+func invokedPath(argv0 string) (string, error) {
+	p := argv0
+	if !strings.Contains(p, "/") {
+		lp, err := exec.LookPath(p)
+		if err != nil {
+			return os.Executable()
+		}
+		p = lp
+	}
+	return filepath.Abs(p)
 }
 
 // sanitizeEnv keeps what zend needs: its own ZEND_* settings, TZ, and a
@@ -345,20 +365,16 @@ func middleStage() int {
 	return 0
 }
 
-// daemonStage is the daemon: steps 1, 3 and 9-14, then it serves.
-func daemonStage(ctx context.Context, opts StartOptions) (err error) {
+// daemonStage is the daemon: steps 1, 3 and 9-14 around assemble, which
+// serves until the daemon stops.
+func daemonStage(ctx context.Context, opts StartOptions) error {
 	ready := readyPipe()
 	if ready == nil {
 		return errors.New("daemon stage without a readiness pipe")
 	}
-	keep := []int{int(ready.Fd())}
+	keep := append([]int{int(ready.Fd())}, handoffFDs()...)
 	for _, s := range strings.Split(os.Getenv(envListenFDs), ",") {
 		if fd, err := strconv.Atoi(s); err == nil {
-			keep = append(keep, fd)
-		}
-	}
-	if v := os.Getenv(envMetricsFD); v != "" {
-		if fd, err := strconv.Atoi(v); err == nil {
 			keep = append(keep, fd)
 		}
 	}
@@ -366,161 +382,35 @@ func daemonStage(ctx context.Context, opts StartOptions) (err error) {
 	// Children (an upgrade) must start afresh, not as a stage.
 	os.Unsetenv(envStage)
 	os.Unsetenv(envReadyFD)
-	upgrade := os.Getenv(envUpgrade) == "1" // started by a running daemon's SIGUSR2
-	os.Unsetenv(envUpgrade)
-	exe, _ := os.Executable() // where an upgrade will look for the new binary
 	fmt.Fprintf(ready, "%s%d\n", msgPid, os.Getpid())
 	fail := func(err error) error { // step 14, failure
 		fmt.Fprintf(ready, "%s%v\n", msgError, err)
 		ready.Close()
 		return &silentError{err}
 	}
-
-	src := opts.Source
-	cfg, err := src.Load()
+	h, err := takeHandoff()
 	if err != nil {
 		return fail(err)
 	}
-	if cfg.Path != "" {
-		src.Path = cfg.Path // absolute: a reload after chdir / finds it
+	exe := os.Getenv(envExe) // where an upgrade will look for the new binary
+	if exe == "" {
+		exe, _ = os.Executable()
 	}
-	umask, _ := config.ParseUmask(cfg.Daemon.Umask)
-	unix.Umask(umask) // step 10
-	cred, err := lookupCredential(cfg.Daemon.User, cfg.Daemon.Group)
-	if err != nil {
-		return fail(err)
+	err = assemble(ctx, opts.Source, launch{
+		daemon:  true,
+		stderr:  os.Stderr, // the readiness pipe until the log is open
+		handoff: h,
+		exe:     exe,
+		ready: func(*instance) {
+			fmt.Fprintln(ready, msgReady) // step 14: initialisation is complete
+			ready.Close()
+		},
+		fail: fail,
+	})
+	if err != nil && !IsReported(err) {
+		return &silentError{err} // logged by the instance
 	}
-	if cred != nil && os.Geteuid() != 0 {
-		cred = nil // not root: nothing to drop; said in the log below
-	}
-
-	// Folders the daemon creates for its pidfile and log are given to the
-	// user it drops to, so it can still remove the pidfile and rotate.
-	pidfilePath := cfg.Abs(cfg.Daemon.Pidfile)
-	logFile := logPath(cfg, config.DefaultLogFile)
-	var made []string
-	for _, dir := range []string{filepath.Dir(pidfilePath), filepath.Dir(logFile)} {
-		if dir == "." || dir == "" {
-			continue
-		}
-		if _, serr := os.Stat(dir); os.IsNotExist(serr) {
-			mode := os.FileMode(0o755)
-			if dir == filepath.Dir(logFile) {
-				mode = 0o750
-			}
-			if err := os.MkdirAll(dir, mode); err != nil {
-				return fail(fmt.Errorf("create %s: %w", dir, err))
-			}
-			made = append(made, dir)
-		}
-	}
-
-	// Step 9: stdin is /dev/null (stage 1 gave it); stdout and stderr go to
-	// the log file with dup2, so a runtime panic lands in the log.
-	sink, err := newLogSink(cfg, config.DefaultLogFile, io.Discard, true)
-	if err != nil {
-		return fail(err)
-	}
-	defer sink.Close()
-	log := sink.Logger()
-	if os.Chdir("/") != nil { // step 11
-		return fail(errors.New("chdir /: failed"))
-	}
-
-	// Step 12. In an upgrade the old daemon holds the pidfile until this
-	// one serves: it is taken over after ZEND-READY, below.
-	var pf *Pidfile
-	if !upgrade {
-		if pf, err = AcquirePidfile(pidfilePath, os.Getpid()); err != nil {
-			return fail(err)
-		}
-	}
-	defer func() {
-		if pf == nil {
-			return
-		}
-		if rerr := pf.Release(); rerr != nil {
-			log.Warn("cannot remove the pidfile", "err", rerr.Error())
-		}
-	}()
-
-	in := &instance{src: src, cfg: cfg, defLog: config.DefaultLogFile, sink: sink, log: log, started: time.Now()}
-	svc, err := NewService(cfg, log)
-	if err != nil {
-		return fail(err)
-	}
-	handed, err := listenersFrom(inheritedFiles())
-	if err != nil {
-		return fail(err)
-	}
-	svc.UseListeners(handed)
-	if err := svc.Open(); err != nil { // bind before dropping privileges
-		return fail(err)
-	}
-	in.svc = svc
-	var ctl *control
-	if !upgrade {
-		if ctl, err = listenControl(ControlPath(pidfilePath)); err != nil {
-			svc.Shutdown(context.Background())
-			return fail(err)
-		}
-	}
-	defer func() { ctl.close() }()
-	ms, err := listenMetrics(cfg.Metrics.Listen) // bound before dropping privileges too
-	if err != nil {
-		svc.Shutdown(context.Background())
-		return fail(err)
-	}
-	defer ms.close()
-
-	if cred != nil { // step 13
-		for _, p := range append(made, ControlPath(pidfilePath), logFile) {
-			if p != "" {
-				if err := cred.chown(p); err != nil {
-					log.Warn("cannot give a file to the daemon's user", "err", err.Error())
-				}
-			}
-		}
-		if err := cred.drop(); err != nil {
-			svc.Shutdown(context.Background())
-			return fail(err)
-		}
-	} else if cfg.Daemon.User != "" && !upgrade {
-		log.Warn("daemon.user ignored: not started as root", "user", cfg.Daemon.User)
-	}
-
-	sigc, stopSignals := notifySignals()
-	defer stopSignals()
-	svc.Start()
-	if ctl != nil {
-		go ctl.serve(in)
-	}
-	ms.serve(in, log)
-	if cfg.Path == "" {
-		log.Info("no configuration file, running on embedded defaults", "missing", config.DefaultPath)
-	}
-	log.Info("zend daemon ready", "pid", os.Getpid(), "engine", cfg.Server.Engine,
-		"addrs", fmt.Sprint(svc.Addrs()), "pidfile", pidfilePath, "user", userName(cred))
-	fmt.Fprintln(ready, msgReady) // step 14: initialisation is complete
-	ready.Close()
-	if upgrade {
-		// The old daemon hands the pidfile and control socket over as
-		// soon as it reads ZEND-READY.
-		if pf, err = AcquirePidfileWait(pidfilePath, os.Getpid(), time.Minute); err != nil {
-			log.Error("upgrade: cannot take the pidfile over", "err", err.Error())
-		} else if ctl, err = listenControl(ControlPath(pidfilePath)); err != nil {
-			log.Error("upgrade: cannot open the control socket", "err", err.Error())
-		} else {
-			go ctl.serve(in)
-			log.Info("upgrade: took the pidfile and control socket over")
-		}
-	}
-	in.upgrader = &upgrader{exe: exe, src: src, pf: pf, ctl: ctl, ms: ms}
-
-	if err := in.loop(ctx, sigc); err != nil {
-		return &silentError{err}
-	}
-	return nil
+	return err
 }
 
 func userName(c *credential) string {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -16,17 +17,16 @@ import (
 // the daemon rather than with tableflip: the new daemon must go through
 // zend's own readiness pipe, pidfile lock and control socket, which
 // tableflip would duplicate. The running daemon starts the binary on disk
-// as the daemon stage of "zend start", hands it every listening socket (so
-// there is never a moment without a listener), waits for its ZEND-READY,
-// then gives up the pidfile and control socket and drains. If the new one
-// fails, the old one keeps serving and records why.
-
-// envUpgrade marks a daemon started by an upgrade: it takes the pidfile
-// and control socket over only once it serves.
-const envUpgrade = "_ZEND_UPGRADE"
-
-// envMetricsFD passes the metrics listener to the new daemon.
-const envMetricsFD = "_ZEND_METRICS_FD"
+// (the path the operator ran, not the file it resolved to then) as the
+// daemon stage of "zend start" and hands it, by descriptor, every
+// listening socket (so there is never a moment without a listener), the
+// metrics and control sockets, the lock and the pidfile: the new daemon
+// needs no privilege the old one dropped. The lock is held throughout
+// (both hold the same open file). When the new daemon reports ZEND-READY,
+// the old one writes the new pid into the pidfile (before it exits, so
+// systemd's PIDFile= follows the new main process), lets go of its copies
+// and drains. If the new one fails, the old one keeps serving, the pidfile
+// still names it, and the reason is recorded.
 
 // UpgradeResult is the outcome of the last upgrade.
 type UpgradeResult struct {
@@ -41,7 +41,7 @@ type UpgradeResult struct {
 type upgrader struct {
 	exe  string        // the binary's path, as started: a new file there is the upgrade
 	src  config.Source // where the configuration comes from
-	pf   *Pidfile
+	pf   *Pidfile      // nil under "zend run"
 	ctl  *control
 	ms   *metricsServer
 	busy bool
@@ -87,10 +87,22 @@ func (u *upgrader) start(in *instance) <-chan upgradeOutcome {
 	if len(fds) > 0 {
 		env = append(env, envListenFDs+"="+strings.Join(fds, ","))
 	}
-	if fd := u.ms.fd(); fd >= 0 {
+	pass := func(name string, fd int) {
 		files = append(files, uintptr(fd))
-		env = append(env, envMetricsFD+"="+strconv.Itoa(len(files)-1))
+		env = append(env, name+"="+strconv.Itoa(len(files)-1))
 	}
+	if fd := u.ms.fd(); fd >= 0 {
+		pass(envMetricsFD, fd)
+	}
+	cfd, err := rawFD(u.ctl.ln)
+	if err != nil {
+		r.Close()
+		return fail(fmt.Errorf("control socket: %w", err))
+	}
+	lock, pidfile := u.pf.Files()
+	pass(envLockFD, int(lock.Fd()))
+	pass(envPidfileFD, int(pidfile.Fd()))
+	pass(envControlFD, cfd)
 	args := []string{u.exe}
 	if u.src.Path != "" {
 		args = append(args, "-c", u.src.Path)
@@ -99,6 +111,14 @@ func (u *upgrader) start(in *instance) <-chan upgradeOutcome {
 		args = append(args, "-set", s)
 	}
 	args = append(args, "start")
+	// The new daemon inherits no_new_privs from the thread that forks it,
+	// whatever the build (see lockPrivileges).
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := execNoNewPrivs(); err != nil {
+		r.Close()
+		return fail(fmt.Errorf("no_new_privs: %w", err))
+	}
 	pid, err := syscall.ForkExec(u.exe, args, &syscall.ProcAttr{Dir: "/", Env: env, Files: files})
 	if err != nil {
 		r.Close()
@@ -122,10 +142,14 @@ func (u *upgrader) start(in *instance) <-chan upgradeOutcome {
 	return out
 }
 
-// handOver gives the pidfile and control socket to the new daemon.
-func (u *upgrader) handOver() {
+// handOver writes the new daemon's pid into the pidfile and lets go of
+// this daemon's copies of the lock, pidfile and control socket: the new
+// daemon holds them now.
+func (u *upgrader) handOver(newPid int) error {
+	err := u.pf.Rewrite(newPid)
 	u.ctl.close()
-	u.pf.Unlock()
+	u.pf.Close()
+	return err
 }
 
 // upgradeDone records an outcome; true means hand over and drain.
@@ -146,37 +170,47 @@ func (in *instance) upgradeDone(o upgradeOutcome) bool {
 		return false
 	}
 	in.log.Info("upgrade: the new daemon serves, handing over and draining", "new_pid", o.pid)
-	in.upgrader.handOver()
+	if err := in.upgrader.handOver(o.pid); err != nil {
+		in.log.Error("upgrade: the pidfile still names this daemon", "err", err.Error())
+	}
+	in.mu.Lock()
+	in.handed = true
+	in.mu.Unlock()
 	return true
 }
 
 // ErrUpgradeFailed wraps the reason a new daemon gave for not starting.
 var ErrUpgradeFailed = errors.New("upgrade failed")
 
-// Upgrade asks the daemon of src to start the binary on disk in its place
-// (SIGUSR2) and waits up to timeout for the outcome. It returns the old
-// and new pids, ErrNotRunning, or an error wrapping ErrUpgradeFailed with
-// the new daemon's reason (the old one keeps serving then).
+// Upgrade asks the daemon of src (once proven to be it) to start the
+// binary on disk in its place (SIGUSR2) and waits up to timeout for the
+// outcome. It returns the old and new pids, ErrNotRunning, an error
+// wrapping ErrUnproven, or one wrapping ErrUpgradeFailed with the new
+// daemon's reason (the old one keeps serving then).
 func Upgrade(src config.Source, timeout time.Duration) (oldPid, newPid int, err error) {
-	pidfile := src.Pidfile()
-	state, pid, err := CheckPidfile(pidfile)
+	pidfile, state, d, err := findDaemon(src)
 	if err != nil {
 		return 0, 0, err
 	}
-	if state != Running || pid < 1 {
+	if state != Running {
 		return 0, 0, fmt.Errorf("zend is %w (pidfile %s)", ErrNotRunning, pidfile)
 	}
+	defer d.close()
+	pid := d.pid
 	before, qerr := QueryStatus(ControlPath(pidfile))
 	if qerr != nil {
 		return pid, 0, fmt.Errorf("cannot read the daemon's state before upgrading: %w", qerr)
 	}
-	if err := syscall.Kill(pid, syscall.SIGUSR2); err != nil {
-		return pid, 0, fmt.Errorf("signal pid %d: %w", pid, err)
+	if err := d.signal(syscall.SIGUSR2); err != nil {
+		return pid, 0, err
 	}
 	for end := time.Now().Add(timeout); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
 		if st, p2, _ := CheckPidfile(pidfile); st == Running && p2 != pid && p2 > 0 {
-			if s, err := QueryStatus(ControlPath(pidfile)); err == nil && s.Pid == p2 {
-				return pid, p2, nil
+			if nd, err := proveDaemon(pidfile, p2); err == nil {
+				nd.close()
+				if s, err := QueryStatus(ControlPath(pidfile)); err == nil && s.Pid == p2 {
+					return pid, p2, nil
+				}
 			}
 		}
 		if s, err := QueryStatus(ControlPath(pidfile)); err == nil && s.Pid == pid && s.LastUpgrade.Gen > before.LastUpgrade.Gen {

@@ -5,10 +5,21 @@ import (
 	"io"
 
 	"zend/config"
+	"zend/daemon"
 )
 
-// cmdCheck validates the configuration and prints it with every default
-// filled in, as "nginx -t" and "sshd -T" do. Exit 0 when valid, 1 when not.
+// describe names where cfg came from.
+func describe(cfg *config.Config) string {
+	if cfg.Path == "" {
+		return "(embedded defaults)"
+	}
+	return cfg.Path
+}
+
+// cmdCheck validates the configuration, checks what "zend start" needs
+// from the system (daemon.Preflight), and prints the configuration with
+// every default filled in, as "nginx -t" and "sshd -T" do. Exit 0 when
+// both pass, 1 when not.
 func cmdCheck(g *global, stdout, stderr io.Writer) error {
 	if len(g.args) > 0 {
 		return &exitError{code: 2, msg: "check takes no arguments, got " + g.args[0]}
@@ -16,6 +27,10 @@ func cmdCheck(g *global, stdout, stderr io.Writer) error {
 	cfg, err := g.source.Load()
 	if err != nil {
 		return err
+	}
+	// What start needs from the system: users, folders, addresses.
+	if err := daemon.Preflight(cfg); err != nil {
+		return fmt.Errorf("configuration %s is valid, but zend could not start with it:\n%w", describe(cfg), err)
 	}
 	if g.quiet {
 		return nil

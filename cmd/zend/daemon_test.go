@@ -340,13 +340,16 @@ func TestDaemonSteps(t *testing.T) {
 	if bytes.Contains(env, []byte("UNRELATED_SECRET")) || !bytes.Contains(env, []byte("ZEND_LOG_LEVEL=debug")) || bytes.Contains(env, []byte("_GO_DAEMON")) {
 		t.Errorf("environment not sanitised: %q", bytes.ReplaceAll(env, []byte{0}, []byte{' '}))
 	}
-	// 12: the pidfile holds the pid and is locked.
-	f, err := os.Open(d.pidfile)
+	// 12: the pidfile holds the pid; the daemon holds its lock file.
+	if d.pid(t) != pid {
+		t.Errorf("pidfile names %d, daemon is %d", d.pid(t), pid)
+	}
+	f, err := os.Open(strings.TrimSuffix(d.pidfile, ".pid") + ".lock")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB); err == nil {
-		t.Error("pidfile is not locked")
+		t.Error("the lock is not held")
 	}
 	f.Close()
 	// The signals work: SIGUSR1 reopens, SIGHUP reloads.
@@ -413,7 +416,7 @@ func TestStartFailures(t *testing.T) {
 		// The log folder cannot be made.
 		{"log folder", "[log]\nfile = \"blocker/zend.log\"\n", func(t *testing.T, d *daemonEnv) {
 			os.WriteFile(filepath.Join(d.dir, "blocker"), nil, 0o644)
-		}, "not a directory"},
+		}, "blocker: not a folder"},
 		// An unknown user.
 		{"unknown user", "[daemon]\nuser = \"no-such-user-zend\"\n", nil, `daemon.user "no-such-user-zend": no such user`},
 		// A bad configuration.

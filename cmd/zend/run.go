@@ -12,9 +12,5 @@ func cmdRun(ctx context.Context, g *global, stderr io.Writer) error {
 	if len(g.args) > 0 {
 		return &exitError{code: 2, msg: "run takes no arguments, got " + g.args[0]}
 	}
-	cfg, err := g.source.Load()
-	if err != nil {
-		return err
-	}
-	return daemon.Run(ctx, daemon.RunOptions{Source: g.source, Config: cfg, Stderr: stderr})
+	return daemon.Run(ctx, daemon.RunOptions{Source: g.source, Stderr: stderr})
 }

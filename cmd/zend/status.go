@@ -9,17 +9,18 @@ import (
 )
 
 // cmdStatus reports on the daemon with LSB exit codes: 0 running, 1 dead
-// but the pidfile exists, 3 not running.
+// but the pidfile exists, 3 not running, 4 unknown (the configuration file
+// or the pidfile cannot be read).
 func cmdStatus(g *global, stdout io.Writer) error {
 	if len(g.args) > 0 {
 		return &exitError{code: 2, msg: "status takes no arguments, got " + g.args[0]}
 	}
-	r := daemon.QueryDaemon(g.source)
+	r, err := daemon.QueryDaemon(g.source)
+	if err != nil {
+		return &exitError{code: 4, msg: err.Error()} // LSB: status unknown
+	}
 	switch r.State {
 	case daemon.NotRunning:
-		if r.Err != nil {
-			return &exitError{code: 4, msg: r.Err.Error()} // LSB: status unknown
-		}
 		fmt.Fprintln(stdout, "zend is not running")
 		return &exitError{code: 3}
 	case daemon.Stale:
@@ -48,6 +49,16 @@ func cmdStatus(g *global, stdout io.Writer) error {
 			verdict = "failed: " + st.LastReload.Error
 		}
 		fmt.Fprintf(stdout, "  last reload: %s at %s\n", verdict, st.LastReload.At.Format("2006-01-02 15:04:05 MST"))
+	}
+	if st.LastUpgrade.Gen > 0 {
+		verdict := fmt.Sprintf("ok, pid %d took over", st.LastUpgrade.NewPid)
+		if !st.LastUpgrade.OK {
+			verdict = "failed: " + st.LastUpgrade.Error
+		}
+		fmt.Fprintf(stdout, "  last upgrade: %s at %s\n", verdict, st.LastUpgrade.At.Format("2006-01-02 15:04:05 MST"))
+	}
+	for _, p := range st.Pending {
+		fmt.Fprintf(stdout, "  needs restart: %s\n", p)
 	}
 	return nil
 }

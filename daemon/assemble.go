@@ -1,0 +1,310 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"zend/config"
+)
+
+// launch is what differs between the ways an instance starts; assemble
+// does the rest the same way for all of them.
+type launch struct {
+	// daemon is "zend start" (and the new daemon of an upgrade): a lock,
+	// pidfile and control socket, the umask of daemon.umask, the log file
+	// by default, and fds 1 and 2 onto the log. Otherwise "zend run": the
+	// log on stderr by default, sd_notify.
+	daemon bool
+	// stderr receives the log when there is no log file.
+	stderr io.Writer
+	// handoff is what the daemon this one upgrades passed on; nil unless
+	// this is the new daemon of an upgrade.
+	handoff *handoff
+	// exe is the binary an upgrade starts (daemon only).
+	exe string
+	// ready reports that initialisation is complete.
+	ready func(in *instance)
+	// fail reports why initialisation failed and returns the error to
+	// return.
+	fail func(err error) error
+}
+
+// handoff is what a running daemon passes to the new daemon of an
+// upgrade, by descriptor, so that the new one needs no privilege to take
+// over: the listening sockets (through envListenFDs), the metrics
+// listener, the control socket, the lock and the pidfile.
+type handoff struct {
+	lockFD, pidfileFD, controlFD int
+}
+
+// Descriptors an upgrade passes, by environment variable.
+const (
+	envUpgrade   = "_ZEND_UPGRADE"    // "1": started by a running daemon's upgrade
+	envLockFD    = "_ZEND_LOCK_FD"    // the lock, flock'ed by the old daemon
+	envPidfileFD = "_ZEND_PIDFILE_FD" // the pidfile, open read-write
+	envControlFD = "_ZEND_CONTROL_FD" // the control socket's listener
+	envMetricsFD = "_ZEND_METRICS_FD" // the metrics listener
+	envExe       = "_ZEND_EXE"        // the binary's path as the operator ran it
+)
+
+// takeHandoff reads (and removes) the upgrade variables: nil when this
+// process was not started by an upgrade.
+func takeHandoff() (*handoff, error) {
+	up := os.Getenv(envUpgrade) == "1"
+	os.Unsetenv(envUpgrade)
+	if !up {
+		return nil, nil
+	}
+	h := &handoff{}
+	for _, v := range []struct {
+		name string
+		fd   *int
+	}{{envLockFD, &h.lockFD}, {envPidfileFD, &h.pidfileFD}, {envControlFD, &h.controlFD}} {
+		fd, err := strconv.Atoi(os.Getenv(v.name))
+		os.Unsetenv(v.name)
+		if err != nil || fd < 3 {
+			return nil, fmt.Errorf("upgrade: %s missing: this daemon was not started by a running zend", v.name)
+		}
+		*v.fd = fd
+	}
+	return h, nil
+}
+
+// handoffFDs returns the descriptors named by the environment that the
+// daemon stage must keep open.
+func handoffFDs() []int {
+	var fds []int
+	for _, name := range []string{envLockFD, envPidfileFD, envControlFD, envMetricsFD} {
+		if fd, err := strconv.Atoi(os.Getenv(name)); err == nil {
+			fds = append(fds, fd)
+		}
+	}
+	return fds
+}
+
+// assemble is the one path from a configuration source to a serving
+// instance, whatever started it: load the configuration; take the lock
+// (daemon); bind the listeners, metrics and control sockets and write the
+// pidfile as the user that started zend; drop to daemon.user; open the log
+// as that user; serve; report ready; run the signal loop until the
+// instance stops. It returns nil after a shutdown, or the error that kept
+// it from starting (already passed to l.fail) or from serving.
+func assemble(ctx context.Context, src config.Source, l launch) (err error) {
+	cfg, err := src.Load()
+	if err != nil {
+		return l.fail(err)
+	}
+	if cfg.Path != "" {
+		src.Path = cfg.Path // absolute: a reload after chdir / finds it
+	}
+	defLog := ""
+	if l.daemon {
+		defLog = config.DefaultLogFile
+		umask, _ := config.ParseUmask(cfg.Daemon.Umask)
+		unix.Umask(umask) // step 10
+	}
+	logFile := logPath(cfg, defLog)
+	sink := newLogSink(cfg, logFile, l.stderr, l.daemon)
+	defer sink.Close()
+	log := sink.Logger()
+	fail := func(err error) error {
+		sink.Flush()
+		return l.fail(err)
+	}
+
+	cred, err := lookupCredential(cfg.Daemon.User, cfg.Daemon.Group)
+	if err != nil {
+		return fail(err)
+	}
+	switch {
+	case cred == nil:
+	case os.Geteuid() == 0:
+	case os.Geteuid() == cred.uid:
+		cred = nil // already that user: started by it, or an upgrade
+	default:
+		log.Warn("daemon.user ignored: not started as root", "user", cfg.Daemon.User, "uid", os.Geteuid())
+		cred = nil
+	}
+	if logFile != "" {
+		if err := prepareLogDir(filepath.Dir(logFile), cred); err != nil {
+			return fail(fmt.Errorf("log.file %s: %w", logFile, err))
+		}
+	}
+
+	// Step 12, the lock: before anything is bound, so a second start
+	// fails on it and not on a busy port.
+	pidfilePath := cfg.Abs(cfg.Daemon.Pidfile)
+	var (
+		pf  *Pidfile
+		ctl *control
+	)
+	if l.daemon {
+		if h := l.handoff; h != nil {
+			pf = InheritPidfile(pidfilePath, h.lockFD, h.pidfileFD)
+			if ctl, err = controlFrom(h.controlFD, ControlPath(pidfilePath)); err != nil {
+				pf.Close()
+				return fail(err)
+			}
+		} else if pf, err = AcquirePidfile(pidfilePath); err != nil {
+			return fail(err)
+		}
+	}
+	released := false
+	defer func() {
+		if pf != nil && !released {
+			pf.Close()
+		}
+	}()
+
+	svc, err := NewService(cfg, log)
+	if err != nil {
+		return fail(err)
+	}
+	handed, err := listenersFrom(inheritedFiles())
+	if err != nil {
+		return fail(err)
+	}
+	svc.UseListeners(handed)
+	if err := svc.Open(); err != nil { // bind before dropping privileges
+		return fail(err)
+	}
+	shutdown := func() { svc.Shutdown(context.Background()) }
+	ms, err := listenMetrics(cfg.Metrics.Listen)
+	if err != nil {
+		shutdown()
+		return fail(err)
+	}
+	defer ms.close()
+	if l.daemon && l.handoff == nil {
+		if ctl, err = listenControl(ControlPath(pidfilePath)); err != nil {
+			shutdown()
+			return fail(err)
+		}
+		if err := pf.Publish(os.Getpid()); err != nil {
+			ctl.close()
+			shutdown()
+			return fail(err)
+		}
+	}
+	defer func() { ctl.close() }()
+
+	if cred != nil { // step 13
+		note, err := cred.drop()
+		if err != nil {
+			shutdown()
+			return fail(err)
+		}
+		log.Info("dropped privileges", "user", cred.user, "uid", cred.uid, "group", cred.group, "gid", cred.gid)
+		if note != "" {
+			log.Warn("privileges: " + note)
+		}
+	}
+	// The log is opened by the user that serves: a link planted in its
+	// folder can only lead where that user may write anyway.
+	if err := sink.Open(); err != nil {
+		shutdown()
+		return fail(fmt.Errorf("log.file %s (opened as uid %d): %w", logFile, os.Geteuid(), err))
+	}
+	if l.daemon && os.Chdir("/") != nil { // step 11
+		shutdown()
+		return fail(errors.New("chdir /: failed"))
+	}
+
+	in := &instance{src: src, defLog: defLog, sink: sink, log: log, svc: svc, started: time.Now()}
+	in.setConfig(cfg, cfg, nil)
+	if l.handoff != nil {
+		in.upgradeRes = UpgradeResult{Gen: 1, OK: true, NewPid: os.Getpid(), At: in.started}
+	}
+	sigc, stopSignals := notifySignals()
+	defer stopSignals()
+	svc.Start()
+	if ctl != nil {
+		go ctl.serve(in)
+	}
+	ms.serve(in, log)
+	if cfg.Path == "" {
+		log.Info("no configuration file, running on embedded defaults", "missing", config.DefaultPath)
+	} else {
+		log.Info("configuration loaded", "file", cfg.Path)
+	}
+	msg := "zend ready"
+	if l.daemon {
+		msg = "zend daemon ready"
+		in.upgrader = &upgrader{exe: l.exe, src: src, pf: pf, ctl: ctl, ms: ms}
+	} else {
+		in.notify = sdNotify
+	}
+	log.Info(msg, "pid", os.Getpid(), "engine", cfg.Server.Engine,
+		"addrs", fmt.Sprint(svc.Addrs()), "pidfile", pidfilePath, "user", userName(cred))
+	l.ready(in)
+
+	err = in.loop(ctx, sigc)
+	if pf != nil && !in.handedOver() {
+		released = true
+		if rerr := pf.Release(os.Getpid()); rerr != nil {
+			log.Warn("cannot empty the pidfile", "err", rerr.Error())
+		}
+	}
+	return err
+}
+
+// prepareLogDir readies the log folder before the privilege drop. With a
+// user to drop to (cred), a missing folder whose parent only root can
+// change is created and given to that user, who creates and opens the
+// file itself after the drop; root touches nothing inside an existing
+// folder. Without a drop, a process running as root writes the log only
+// in a folder only root can change (created 0750 when missing), since it
+// would otherwise follow whatever link another user plants there.
+func prepareLogDir(dir string, cred *credential) error {
+	if cred == nil {
+		if os.Geteuid() != 0 {
+			return nil
+		}
+		d, err := openTrustedDir(dir, 0o750)
+		if err != nil {
+			return fmt.Errorf("log folder: %w (zend running as root writes its log only where only root can write: set daemon.user, or choose another folder)", err)
+		}
+		d.close()
+		return nil
+	}
+	if _, err := os.Lstat(dir); !errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if _, err := resolveTrusted(filepath.Dir(dir), 0); err != nil {
+		return nil // not root's to create: the user creates it after the drop
+	}
+	if err := os.Mkdir(dir, 0o750); err != nil && !errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("create log folder: %w", err)
+	}
+	if err := os.Lchown(dir, cred.uid, cred.gid); err != nil {
+		return fmt.Errorf("give the log folder to %s: %w", cred.user, err)
+	}
+	return os.Chmod(dir, 0o750)
+}
+
+// controlFrom serves the control socket listener a running daemon passed
+// on.
+func controlFrom(fd int, path string) (*control, error) {
+	f := os.NewFile(uintptr(fd), "control")
+	ln, err := net.FileListener(f)
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("upgrade: control socket: %w", err)
+	}
+	ul, ok := ln.(*net.UnixListener)
+	if !ok {
+		ln.Close()
+		return nil, errors.New("upgrade: control socket: not a unix socket")
+	}
+	ul.SetUnlinkOnClose(false)
+	return &control{ln: ul, path: path}, nil
+}

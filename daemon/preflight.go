@@ -1,0 +1,119 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+
+	"zend/config"
+)
+
+// Preflight checks, without changing anything, what "zend start" will
+// need from the system beyond a valid configuration, as the user running
+// it: daemon.user and daemon.group exist; the pidfile folder exists or can
+// be created, and only root (or this user) can change it; the log folder
+// can be written by the user the daemon logs as, or created; every listen
+// address resolves. It returns nil, or every problem found (errors.Join).
+// "zend check" and "zend start" both call it, so a check that passes does
+// not fail at start for one of these reasons.
+func Preflight(cfg *config.Config) error {
+	var errs []error
+	bad := func(key string, err error) {
+		errs = append(errs, fmt.Errorf("%s: %w", key, err))
+	}
+	cred, err := lookupCredential(cfg.Daemon.User, cfg.Daemon.Group)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if cred != nil && os.Geteuid() != 0 {
+		cred = nil // not root: the daemon runs as this user (and says so)
+	}
+	pidDir := filepath.Dir(cfg.Abs(cfg.Daemon.Pidfile))
+	if err := creatable(pidDir, true); err != nil {
+		bad("daemon.pidfile", err)
+	}
+	if p := logPath(cfg, config.DefaultLogFile); p != "" {
+		if err := logDirUsable(filepath.Dir(p), cred); err != nil {
+			bad("log.file", err)
+		}
+	}
+	for _, a := range append([]string{cfg.Metrics.Listen}, cfg.Server.Listen...) {
+		if a == "" {
+			continue
+		}
+		if _, err := net.ResolveTCPAddr("tcp", a); err != nil {
+			bad("server.listen", err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// creatable checks that dir exists or that this process can create it in
+// its nearest existing ancestor; with mustTrust, that only root or this
+// user can change what leads to it (see resolveTrusted).
+func creatable(dir string, mustTrust bool) error {
+	existing := dir
+	for {
+		if _, err := os.Lstat(existing); err == nil {
+			break
+		}
+		parent := filepath.Dir(existing)
+		if parent == existing {
+			break
+		}
+		existing = parent
+	}
+	if mustTrust {
+		if _, err := resolveTrusted(existing, 0); err != nil {
+			return err
+		}
+	}
+	if existing != dir {
+		if err := unix.Access(existing, unix.W_OK|unix.X_OK); err != nil {
+			return fmt.Errorf("cannot create %s in %s (as uid %d): %w", dir, existing, os.Geteuid(), err)
+		}
+	}
+	return nil
+}
+
+// logDirUsable checks that the log folder can be written (or created) by
+// the user the daemon logs as: cred after the drop, else this process.
+func logDirUsable(dir string, cred *credential) error {
+	if cred == nil {
+		if os.Geteuid() == 0 {
+			return creatable(dir, true)
+		}
+		if _, err := os.Stat(dir); err == nil {
+			if err := unix.Access(dir, unix.W_OK|unix.X_OK); err != nil {
+				return fmt.Errorf("folder %s is not writable by uid %d: %w", dir, os.Geteuid(), err)
+			}
+			return nil
+		}
+		return creatable(dir, false)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		if !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("%s: %w", dir, err)
+		}
+		// Missing: root creates it for the user when only root can
+		// change its parent; otherwise the user must be able to.
+		if _, err := resolveTrusted(filepath.Dir(dir), 0); err == nil {
+			return nil
+		}
+		return fmt.Errorf("%s does not exist and its parent is not root's: create it, owned by %s", dir, cred.user)
+	}
+	switch {
+	case int(st.Uid) == cred.uid && st.Mode&0o300 == 0o300:
+	case int(st.Gid) == cred.gid && st.Mode&0o030 == 0o030:
+	case st.Mode&0o003 == 0o003:
+	default:
+		return fmt.Errorf("folder %s (uid %d, gid %d, mode %04o) is not writable by daemon.user %s, who opens the log after dropping privileges: chown %s %s",
+			dir, st.Uid, st.Gid, st.Mode&0o7777, cred.user, cred.user, dir)
+	}
+	return nil
+}

@@ -1,0 +1,10 @@
+//go:build !linux
+
+package daemon
+
+// lockPrivileges has nothing to do where there are no Linux capabilities
+// or no_new_privs: setuid alone drops root there.
+func lockPrivileges() (note string, err error) { return "", nil }
+
+// execNoNewPrivs has nothing to do without no_new_privs.
+func execNoNewPrivs() error { return nil }

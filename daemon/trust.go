@@ -1,0 +1,208 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// The ownership model (README, Security): files that root writes (the
+// pidfile, the lock, the control socket) live in a folder that only root
+// (or, for a daemon started by an ordinary user, only that user) can
+// write, reached through folders nobody else can change. Root opens them
+// with openat on that folder's descriptor and O_NOFOLLOW, so a link planted
+// anywhere cannot redirect a write. The log folder belongs to the daemon's
+// user, who opens the log after the privilege drop; root never opens a
+// path inside it.
+
+// ErrUntrusted is wrapped by the errors of a folder that another user
+// could change under root's feet.
+var ErrUntrusted = errors.New("not a folder only its owner can change")
+
+// maxLinks bounds the symbolic links followed while resolving a folder.
+const maxLinks = 40
+
+// trusted reports whether uid may own what root relies on: root, or the
+// user this process runs as (a daemon started by an ordinary user).
+func trusted(uid uint32) bool { return uid == 0 || int(uid) == os.Geteuid() }
+
+// untrusted returns the error for path, with why.
+func untrusted(path, why string) error {
+	return fmt.Errorf("%s: %w: %s", path, ErrUntrusted, why)
+}
+
+// checkFolder checks one resolved folder: owned by a trusted user and, when
+// final, writable by nobody else; an ancestor may be world-writable only
+// with the sticky bit (/tmp), where others cannot rename what is not
+// theirs.
+func checkFolder(path string, st *unix.Stat_t, final bool) error {
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return untrusted(path, "not a folder")
+	}
+	if !trusted(st.Uid) {
+		return untrusted(path, fmt.Sprintf("owned by uid %d", st.Uid))
+	}
+	writable := st.Mode&0o022 != 0
+	switch {
+	case final && writable:
+		return untrusted(path, fmt.Sprintf("mode %04o lets group or others create and replace files in it", st.Mode&0o7777))
+	case writable && st.Mode&unix.S_ISVTX == 0:
+		return untrusted(path, fmt.Sprintf("mode %04o lets group or others replace what is inside", st.Mode&0o7777))
+	}
+	return nil
+}
+
+// resolveTrusted resolves dir (absolute) component by component, following
+// only links owned by a trusted user, and checks every folder on the way.
+// With mode != 0, missing folders are created with that mode (their parent
+// having been checked). It returns the resolved path.
+func resolveTrusted(dir string, mode os.FileMode) (string, error) {
+	if !filepath.IsAbs(dir) {
+		return "", fmt.Errorf("%s: not an absolute path", dir)
+	}
+	links := 0
+	cur := "/"
+	rest := strings.Split(strings.TrimPrefix(filepath.Clean(dir), "/"), "/")
+	for {
+		var st unix.Stat_t
+		if err := unix.Lstat(cur, &st); err != nil {
+			return "", fmt.Errorf("%s: %w", cur, err)
+		}
+		if err := checkFolder(cur, &st, len(rest) == 0 || rest[0] == ""); err != nil {
+			return "", err
+		}
+		if len(rest) == 0 || rest[0] == "" {
+			return cur, nil
+		}
+		name := rest[0]
+		rest = rest[1:]
+		if name == "." {
+			continue
+		}
+		if name == ".." {
+			cur = filepath.Dir(cur)
+			continue
+		}
+		next := filepath.Join(cur, name)
+		err := unix.Lstat(next, &st)
+		if errors.Is(err, unix.ENOENT) && mode != 0 {
+			if err := unix.Mkdir(next, uint32(mode.Perm())); err != nil && !errors.Is(err, unix.EEXIST) {
+				return "", fmt.Errorf("create %s: %w", next, err)
+			}
+			// mkdir applies the umask: set the mode asked for.
+			if err := unix.Fchmodat(unix.AT_FDCWD, next, uint32(mode.Perm()), 0); err != nil {
+				return "", fmt.Errorf("chmod %s: %w", next, err)
+			}
+			err = unix.Lstat(next, &st)
+		}
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", next, err)
+		}
+		if st.Mode&unix.S_IFMT == unix.S_IFLNK {
+			if !trusted(st.Uid) {
+				return "", untrusted(next, fmt.Sprintf("a symbolic link owned by uid %d", st.Uid))
+			}
+			if links++; links > maxLinks {
+				return "", fmt.Errorf("%s: too many symbolic links", dir)
+			}
+			target, err := os.Readlink(next)
+			if err != nil {
+				return "", err
+			}
+			if !filepath.IsAbs(target) {
+				target = filepath.Join(cur, target)
+			}
+			parts := strings.Split(strings.TrimPrefix(filepath.Clean(target), "/"), "/")
+			rest = append(parts, rest...)
+			cur = "/"
+			continue
+		}
+		cur = next
+	}
+}
+
+// trustedDir is an open folder that was checked: files in it are created
+// and opened relative to its descriptor, never through a link.
+type trustedDir struct {
+	path string
+	f    *os.File
+}
+
+// openTrustedDir resolves and checks dir (creating missing folders with
+// mode when mode != 0), opens it and checks the open folder again, so
+// what is opened is what was checked. The caller closes it.
+func openTrustedDir(dir string, mode os.FileMode) (*trustedDir, error) {
+	resolved, err := resolveTrusted(dir, mode)
+	if err != nil {
+		return nil, err
+	}
+	fd, err := unix.Open(resolved, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", resolved, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	if err := checkFolder(resolved, &st, true); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	return &trustedDir{path: resolved, f: os.NewFile(uintptr(fd), resolved)}, nil
+}
+
+// open opens name in the folder with O_NOFOLLOW; a file that exists must
+// be a regular file with one link, owned by a trusted user.
+func (d *trustedDir) open(name string, flags int, mode uint32) (*os.File, error) {
+	full := filepath.Join(d.path, name)
+	fd, err := unix.Openat(int(d.f.Fd()), name, flags|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, mode)
+	if err != nil {
+		if errors.Is(err, unix.ELOOP) {
+			return nil, untrusted(full, "a symbolic link")
+		}
+		return nil, fmt.Errorf("open %s: %w", full, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	switch {
+	case st.Mode&unix.S_IFMT != unix.S_IFREG:
+		err = untrusted(full, "not a regular file")
+	case st.Nlink != 1:
+		err = untrusted(full, fmt.Sprintf("%d hard links", st.Nlink))
+	case !trusted(st.Uid):
+		err = untrusted(full, fmt.Sprintf("owned by uid %d", st.Uid))
+	}
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	// Back to blocking: O_NONBLOCK only kept a FIFO from stalling the open.
+	if err := unix.SetNonblock(fd, false); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), full), nil
+}
+
+// remove removes name from the folder (not following a link).
+func (d *trustedDir) remove(name string) error {
+	err := unix.Unlinkat(int(d.f.Fd()), name, 0)
+	if err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("remove %s: %w", filepath.Join(d.path, name), err)
+	}
+	return nil
+}
+
+func (d *trustedDir) close() {
+	if d != nil {
+		d.f.Close()
+	}
+}
