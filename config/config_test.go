@@ -2,9 +2,11 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -135,6 +137,66 @@ func TestErrors(t *testing.T) {
 	}
 }
 
+// TestBounds checks every upper bound: the largest allowed value loads, and
+// one more is an error that names the file, the line, the key, the value
+// and what is allowed. want is "" when the file must load.
+func TestBounds(t *testing.T) {
+	maxWorkers := min(1024, max(64, 4*runtime.NumCPU()))
+	tests := []struct {
+		name string
+		text string
+		want string
+	}{
+		// server.workers: 4 per CPU, at least 64, never above 1024.
+		{"workers at the bound", fmt.Sprintf("[server]\nworkers = %d\n", maxWorkers), ""},
+		// One more worker than this machine allows, with the number computed for it.
+		{"workers above the bound", fmt.Sprintf("[server]\nworkers = %d\n", maxWorkers+1),
+			fmt.Sprintf("zend.toml:2: server.workers: %d: allowed is 0 (automatic: 4 for pool, one per CPU for eventloop) to %d on this machine (4 per CPU for its %d CPUs, at least 64, never above 1024", maxWorkers+1, maxWorkers, runtime.NumCPU())},
+		// The value: 100,000 eventloop threads would abort Go.
+		{"workers 100000", "[server]\nengine = \"eventloop\"\nworkers = 100000\n", "zend.toml:3: server.workers: 100000: allowed is 0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Source{Path: write(t, tt.text)}.Load()
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("the largest allowed value is refused: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("loaded, want an error containing %q", tt.want)
+			}
+			if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q does not contain %q", err, tt.want)
+			}
+			// A megabyte of value must not become a megabyte of error.
+			if len(err.Error()) > 512 {
+				t.Errorf("error is %d bytes long: %.200q...", len(err.Error()), err)
+			}
+		})
+	}
+}
+
+// TestMaxWorkers checks the formula of server.workers' bound on machines
+// of other sizes.
+func TestMaxWorkers(t *testing.T) {
+	for _, tt := range []struct{ cpus, want int }{
+		{1, 64},     // the floor: a pool serves 64 clients even on one CPU
+		{16, 64},    // 4 per CPU reaches the floor
+		{17, 68},    // 4 per CPU above it
+		{256, 1024}, // the cap
+		{512, 1024}, // never above it, far from Go's 10,000 threads
+	} {
+		if got := maxWorkersFor(tt.cpus); got != tt.want {
+			t.Errorf("maxWorkersFor(%d) = %d, want %d", tt.cpus, got, tt.want)
+		}
+	}
+	if got, want := MaxWorkers(), maxWorkersFor(runtime.NumCPU()); got != want {
+		t.Errorf("MaxWorkers() = %d, want %d", got, want)
+	}
+}
+
 func TestMissingFile(t *testing.T) {
 	// A file named explicitly must exist.
 	_, err := Source{Path: filepath.Join(t.TempDir(), "nope.toml")}.Load()
@@ -189,6 +251,8 @@ func TestEnvironmentAndFlags(t *testing.T) {
 		// A value that parses but is out of range is caught by Validate, which names the variable.
 		{"zero from env", []string{"ZEND_MAX_CONNECTIONS=0"}, nil, "environment ZEND_MAX_CONNECTIONS: limits.max_connections: 0"},
 		{"bad engine from env", []string{"ZEND_ENGINE=threads"}, nil, "environment ZEND_ENGINE: server.engine"},
+		// A value above a bound names the variable too.
+		{"workers from env above the bound", []string{"ZEND_WORKERS=100000"}, nil, "environment ZEND_WORKERS: server.workers: 100000: allowed is 0"},
 		// Flags: an unknown key and a malformed pair.
 		{"unknown flag key", nil, []string{"limits.max=1"}, "flag -set: limits.max: unknown key"},
 		{"no equals", nil, []string{"limits.max_connections"}, "allowed is key=value"},

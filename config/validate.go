@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -21,6 +22,28 @@ var Formats = []string{"text", "json"}
 
 // MaxQuestionBytesLimit is the largest allowed limits.max_question_bytes.
 const MaxQuestionBytesLimit = 1 << 20
+
+// server.workers is bounded by the machine: workersPerCPU per CPU, at least
+// workersFloor, never above workersCap. An eventloop worker is an OS thread
+// (locked to its epoll loop) with two file descriptors and a 16 KiB read
+// buffer; a pool worker holds one conversation. One loop per CPU is the
+// design, so more than a few per CPU only adds context switches; the floor
+// lets a pool serve a classroom of clients on a small machine; the cap
+// stays a tenth of the 10,000 threads past which Go aborts the process
+// (runtime/debug.SetMaxThreads), leaving room for threads blocked in
+// system calls.
+const (
+	workersPerCPU = 4
+	workersFloor  = 64
+	workersCap    = 1024
+)
+
+// MaxWorkers returns the largest server.workers allowed on this machine.
+func MaxWorkers() int { return maxWorkersFor(runtime.NumCPU()) }
+
+func maxWorkersFor(cpus int) int {
+	return min(workersCap, max(workersFloor, workersPerCPU*cpus))
+}
 
 // Validate checks every value and returns nil, or an error matching
 // ErrInvalid that lists each problem with where the value came from (file
@@ -49,8 +72,9 @@ func (c *Config) Validate() error {
 	if !oneOf(c.Server.Engine, Engines) {
 		bad("server.engine", "unknown engine %q: allowed are %s", c.Server.Engine, strings.Join(Engines, ", "))
 	}
-	if c.Server.Workers < 0 || c.Server.Workers > 100000 {
-		bad("server.workers", "%d: allowed is 0 (automatic: 4 for pool, one per CPU for eventloop) to 100000", c.Server.Workers)
+	if mw := MaxWorkers(); c.Server.Workers < 0 || c.Server.Workers > mw {
+		bad("server.workers", "%d: allowed is 0 (automatic: 4 for pool, one per CPU for eventloop) to %d on this machine (%d per CPU for its %d CPUs, at least %d, never above %d: each eventloop worker is an OS thread)",
+			c.Server.Workers, mw, workersPerCPU, runtime.NumCPU(), workersFloor, workersCap)
 	}
 	if c.Server.AnswerDelay < 0 || c.Server.AnswerDelay.D() > time.Minute {
 		bad("server.answer_delay", "%s: allowed is 0s to 1m", c.Server.AnswerDelay.D())
