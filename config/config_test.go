@@ -154,6 +154,18 @@ func TestBounds(t *testing.T) {
 			fmt.Sprintf("zend.toml:2: server.workers: %d: allowed is 0 (automatic: 4 for pool, one per CPU for eventloop) to %d on this machine (4 per CPU for its %d CPUs, at least 64, never above 1024", maxWorkers+1, maxWorkers, runtime.NumCPU())},
 		// The value: 100,000 eventloop threads would abort Go.
 		{"workers 100000", "[server]\nengine = \"eventloop\"\nworkers = 100000\n", "zend.toml:3: server.workers: 100000: allowed is 0"},
+		// An answer of 1024 bytes, its period included.
+		{"answer at the bound", answer(1024), ""},
+		// One byte more: the error shows the answer's start and its length, not all of it.
+		{"answer above the bound", answer(1025), "zend.toml:2: answers.\"Readability counts?\": answer \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"... (1025 bytes): allowed is at most 1024 bytes"},
+		// The value: a 1 MB answer, copied out for every question that asks it.
+		{"answer of 1 MB", answer(1 << 20), "answer \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"... (1048576 bytes): allowed is at most 1024 bytes"},
+		// 1000 questions in [answers].
+		{"answers at the bound", answers(1000), ""},
+		// One more: the error names the table's line.
+		{"answers above the bound", answers(1001), "zend.toml:1: answers: 1001 entries: allowed is at most 1000 questions"},
+		// A question far longer than max_question_bytes is cut in its key and in its value.
+		{"long question", "[answers]\n\"" + strings.Repeat("q", 70000) + "?\" = \"Yes.\"\n", "zend.toml:2: answers.\"qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq\"...: question \"qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq\"... (70001 bytes): is 70001 bytes, longer than limits.max_question_bytes (1024)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -176,6 +188,21 @@ func TestBounds(t *testing.T) {
 			}
 		})
 	}
+}
+
+// answer returns a file whose one answer is n bytes long.
+func answer(n int) string {
+	return "[answers]\n\"Readability counts?\" = \"" + strings.Repeat("a", n-1) + ".\"\n"
+}
+
+// answers returns a file with n questions in [answers].
+func answers(n int) string {
+	var b strings.Builder
+	b.WriteString("[answers]\n")
+	for i := range n {
+		fmt.Fprintf(&b, "\"Question %d?\" = \"Yes.\"\n", i)
+	}
+	return b.String()
 }
 
 // TestMaxWorkers checks the formula of server.workers' bound on machines

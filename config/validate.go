@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Engines are the allowed values of server.engine.
@@ -45,12 +46,27 @@ func maxWorkersFor(cpus int) int {
 	return min(workersCap, max(workersFloor, workersPerCPU*cpus))
 }
 
+// [answers] is bounded in the length of an answer and in the number of
+// questions. An answer is copied out for every question that asks it, and
+// the goroutine engine answers all the questions of one 4 KiB read before
+// it writes: with answers of at most 1 KiB a read of "a?a?a?..." costs at
+// most 2 MiB, not 2 GiB with 1 MB answers; a period-terminated sentence of
+// the protocol is far shorter (the built-in answers are under 30 bytes).
+// Each question holds up to limits.max_question_bytes, and its answer a
+// counter and a metrics label: 1000 of them are kept in memory once, not
+// per connection.
+const (
+	maxAnswerBytes = 1024
+	maxAnswers     = 1000
+)
+
 // Validate checks every value and returns nil, or an error matching
 // ErrInvalid that lists each problem with where the value came from (file
 // and line, environment variable or flag), the key, and what is allowed.
 func (c *Config) Validate() error {
 	var errs []error
-	bad := func(key, format string, args ...any) {
+	// badAt reports a problem with key, written as shown.
+	badAt := func(key, shown, format string, args ...any) {
 		o := c.origin[key]
 		if o.source == "" {
 			o.source = "defaults"
@@ -58,8 +74,9 @@ func (c *Config) Validate() error {
 				o.source = c.Path
 			}
 		}
-		errs = append(errs, &Error{Source: o.source, Line: o.line, Key: key, Msg: fmt.Sprintf(format, args...)})
+		errs = append(errs, &Error{Source: o.source, Line: o.line, Key: shown, Msg: fmt.Sprintf(format, args...)})
 	}
+	bad := func(key, format string, args ...any) { badAt(key, key, format, args...) }
 
 	if len(c.Server.Listen) == 0 {
 		bad("server.listen", "empty: allowed is a list of one or more \"host:port\" addresses such as [\"127.0.0.1:1060\", \"[::1]:1060\"]")
@@ -160,13 +177,20 @@ func (c *Config) Validate() error {
 		}
 	}
 
+	if len(c.Answers) > maxAnswers {
+		bad("answers", "%d entries: allowed is at most %d questions", len(c.Answers), maxAnswers)
+	}
 	for q, a := range c.Answers {
 		key := "answers." + quoteKey(q)
+		shown := key
+		if len(q) > clipBytes {
+			shown = "answers." + strconv.Quote(q[:clipAt(q)]) + "..."
+		}
 		if err := checkQuestion(q, c.Limits.MaxQuestionBytes); err != nil {
-			bad(key, "question %q: %v", q, err)
+			badAt(key, shown, "question %s: %v", clip(q), err)
 		}
 		if err := checkAnswer(a); err != nil {
-			bad(key, "answer %q: %v", a, err)
+			badAt(key, shown, "answer %s: %v", clip(a), err)
 		}
 	}
 	return errors.Join(errs...)
@@ -180,6 +204,29 @@ func quoteKey(q string) string {
 		}
 	}
 	return q
+}
+
+// clipBytes is how much of a question or an answer an error shows: a
+// megabyte of value must not become a megabyte of error.
+const clipBytes = 40
+
+// clip quotes s for an error message; a longer s is cut after clipBytes
+// (at a character's start) and followed by "..." and its length.
+func clip(s string) string {
+	if len(s) <= clipBytes {
+		return strconv.Quote(s)
+	}
+	return fmt.Sprintf("%s... (%d bytes)", strconv.Quote(s[:clipAt(s)]), len(s))
+}
+
+// clipAt returns where clip cuts s: clipBytes, or before the character
+// that spans it.
+func clipAt(s string) int {
+	n := clipBytes
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return n
 }
 
 func checkQuestion(q string, max int) error {
@@ -202,6 +249,8 @@ func checkAnswer(a string) error {
 		return errors.New("must end with '.': clients read an answer up to its period, allowed is a text such as \"Yes.\"")
 	case strings.Count(a, ".") != 1:
 		return errors.New("has a '.' before its end: clients read an answer up to its first period")
+	case len(a) > maxAnswerBytes:
+		return fmt.Errorf("allowed is at most %d bytes, its period included: a sentence such as \"Yes.\"", maxAnswerBytes)
 	}
 	return nil
 }
