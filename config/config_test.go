@@ -166,6 +166,26 @@ func TestBounds(t *testing.T) {
 		{"answers above the bound", answers(1001), "zend.toml:1: answers: 1001 entries: allowed is at most 1000 questions"},
 		// A question far longer than max_question_bytes is cut in its key and in its value.
 		{"long question", "[answers]\n\"" + strings.Repeat("q", 70000) + "?\" = \"Yes.\"\n", "zend.toml:2: answers.\"qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq\"...: question \"qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq\"... (70001 bytes): is 70001 bytes, longer than limits.max_question_bytes (1024)"},
+		// A question of 64 KiB may be allowed.
+		{"max_question_bytes at the bound", "[limits]\nmax_question_bytes = 65536\n", ""},
+		// More is buffered per connection: 1 MiB (allowed before) times 10,000 connections is 10 GiB.
+		{"max_question_bytes above the bound", "[limits]\nmax_question_bytes = 65537\n", "zend.toml:2: limits.max_question_bytes: 65537: allowed is 1 to 65536"},
+		// As many connections as Linux's default fs.nr_open lets a process open.
+		{"max_connections at the bound", "[limits]\nmax_connections = 1048576\n", ""},
+		// One more; the existing message for 0 is kept.
+		{"max_connections above the bound", "[limits]\nmax_connections = 1048577\n", "zend.toml:2: limits.max_connections: 1048577: allowed is 1 or more, at most 1048576"},
+		// A per-source limit equal to the whole server's.
+		{"max_connections_per_ip at the bound", "[limits]\nmax_connections = 100\nmax_connections_per_ip = 100\n", ""},
+		// A per-source limit above it would never be reached.
+		{"max_connections_per_ip above the bound", "[limits]\nmax_connections = 100\nmax_connections_per_ip = 101\n", "zend.toml:3: limits.max_connections_per_ip: 101: allowed is 0 (no limit) to 100 (limits.max_connections): a larger limit is never reached"},
+		// pool does not apply max_connections: there the per-source limit has max_connections' own bound.
+		{"max_connections_per_ip on pool at the bound", "[server]\nengine = \"pool\"\n[limits]\nmax_connections = 100\nmax_connections_per_ip = 1048576\n", ""},
+		// One more than any process can hold.
+		{"max_connections_per_ip on pool above the bound", "[server]\nengine = \"pool\"\n[limits]\nmax_connections_per_ip = 1048577\n", "zend.toml:4: limits.max_connections_per_ip: 1048577: allowed is 0 (no limit) to 1048576 (as limits.max_connections)"},
+		// A source's rate up to the 65,535 ports it has.
+		{"accept_rate_per_ip at the bound", "[limits]\naccept_rate_per_ip = 65535\n", ""},
+		// One more new connection a second.
+		{"accept_rate_per_ip above the bound", "[limits]\naccept_rate_per_ip = 65536\n", "zend.toml:2: limits.accept_rate_per_ip: 65536: allowed is 0 (no limit) to 65535"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -21,8 +21,23 @@ var Levels = []string{"debug", "info", "warn", "error"}
 // Formats are the allowed values of log.format.
 var Formats = []string{"text", "json"}
 
-// MaxQuestionBytesLimit is the largest allowed limits.max_question_bytes.
-const MaxQuestionBytesLimit = 1 << 20
+// MaxQuestionBytesLimit is the largest allowed limits.max_question_bytes:
+// zend buffers up to that much of an unfinished question per connection,
+// so with the default 10,000 connections 64 KiB is at most 640 MiB (1 MiB
+// was 10 GiB), the same as the engines' 64 KiB of unsent answers; a
+// question is one sentence (the built-in ones are under 30 bytes).
+const MaxQuestionBytesLimit = 64 << 10
+
+// maxConnections is the largest limits.max_connections: Linux's default
+// fs.nr_open, the most file descriptors one process can have, and each
+// connection is one. (The daemon lowers the value further to fit its
+// RLIMIT_NOFILE.)
+const maxConnections = 1 << 20
+
+// maxAcceptRatePerIP is the largest limits.accept_rate_per_ip: a client
+// address has 65,535 ports, so it cannot open more connections than that
+// to one listen address in a second; a larger rate is never reached.
+const maxAcceptRatePerIP = 65535
 
 // server.workers is bounded by the machine: workersPerCPU per CPU, at least
 // workersFloor, never above workersCap. An eventloop worker is an OS thread
@@ -124,11 +139,18 @@ func (c *Config) Validate() error {
 			bad("metrics.listen", "%q: %v (or \"\" for no metrics)", c.Metrics.Listen, err)
 		}
 	}
-	if c.Limits.MaxConnectionsPerIP < 0 {
-		bad("limits.max_connections_per_ip", "%d: allowed is 0 (no limit) or more", c.Limits.MaxConnectionsPerIP)
+	// A per-source limit above what the whole server holds is never
+	// reached: limits.max_connections on the engines that apply it (when
+	// it is valid itself), else its own bound.
+	perIP, perIPMax, perIPOf := c.Limits.MaxConnectionsPerIP, maxConnections, "as limits.max_connections"
+	if n := c.Limits.MaxConnections; (c.Server.Engine == "goroutine" || c.Server.Engine == "eventloop") && n >= 1 && n <= maxConnections {
+		perIPMax, perIPOf = n, "limits.max_connections"
 	}
-	if c.Limits.AcceptRatePerIP < 0 {
-		bad("limits.accept_rate_per_ip", "%d: allowed is 0 (no limit) or more new connections a second", c.Limits.AcceptRatePerIP)
+	if perIP < 0 || perIP > perIPMax {
+		bad("limits.max_connections_per_ip", "%d: allowed is 0 (no limit) to %d (%s): a larger limit is never reached", perIP, perIPMax, perIPOf)
+	}
+	if c.Limits.AcceptRatePerIP < 0 || c.Limits.AcceptRatePerIP > maxAcceptRatePerIP {
+		bad("limits.accept_rate_per_ip", "%d: allowed is 0 (no limit) to %d new connections a second: one client address has no more ports to open them from", c.Limits.AcceptRatePerIP, maxAcceptRatePerIP)
 	}
 
 	if c.Daemon.Pidfile == "" {
@@ -157,11 +179,11 @@ func (c *Config) Validate() error {
 		bad("log.max_age_days", "%d: allowed is 0 (keep forever) or more", c.Log.MaxAgeDays)
 	}
 
-	if c.Limits.MaxConnections < 1 {
-		bad("limits.max_connections", "%d: allowed is 1 or more", c.Limits.MaxConnections)
+	if c.Limits.MaxConnections < 1 || c.Limits.MaxConnections > maxConnections {
+		bad("limits.max_connections", "%d: allowed is 1 or more, at most %d (Linux's default fs.nr_open, the most files a process can open: each connection is one)", c.Limits.MaxConnections, maxConnections)
 	}
 	if c.Limits.MaxQuestionBytes < 1 || c.Limits.MaxQuestionBytes > MaxQuestionBytesLimit {
-		bad("limits.max_question_bytes", "%d: allowed is 1 to %d", c.Limits.MaxQuestionBytes, MaxQuestionBytesLimit)
+		bad("limits.max_question_bytes", "%d: allowed is 1 to %d (64 KiB): each connection may buffer this much of a question", c.Limits.MaxQuestionBytes, MaxQuestionBytesLimit)
 	}
 	for _, d := range []struct {
 		key string
