@@ -154,6 +154,14 @@ func TestBounds(t *testing.T) {
 			fmt.Sprintf("zend.toml:2: server.workers: %d: allowed is 0 (automatic: 4 for pool, one per CPU for eventloop) to %d on this machine (4 per CPU for its %d CPUs, at least 64, never above 1024", maxWorkers+1, maxWorkers, runtime.NumCPU())},
 		// The value: 100,000 eventloop threads would abort Go.
 		{"workers 100000", "[server]\nengine = \"eventloop\"\nworkers = 100000\n", "zend.toml:3: server.workers: 100000: allowed is 0"},
+		// The largest backlog the kernel keeps.
+		{"backlog at the bound", "[server]\nbacklog = 65535\n", ""},
+		// One more would wrap to 0 on kernels that keep it in 16 bits.
+		{"backlog above the bound", "[server]\nbacklog = 65536\n", "zend.toml:2: server.backlog: 65536: allowed is 0 (the system maximum, net.core.somaxconn) to 65535"},
+		// 64 listen addresses.
+		{"listen at the bound", listen(64), ""},
+		// One more: a listener each, with pool's workers on each.
+		{"listen above the bound", listen(65), "zend.toml:2: server.listen: 65 addresses: allowed is 1 to 64"},
 		// An answer of 1024 bytes, its period included.
 		{"answer at the bound", answer(1024), ""},
 		// One byte more: the error shows the answer's start and its length, not all of it.
@@ -208,6 +216,15 @@ func TestBounds(t *testing.T) {
 			}
 		})
 	}
+}
+
+// listen returns a file with n listen addresses.
+func listen(n int) string {
+	addrs := make([]string, n)
+	for i := range addrs {
+		addrs[i] = fmt.Sprintf("%q", fmt.Sprintf("127.0.0.1:%d", 2000+i))
+	}
+	return "[server]\nlisten = [" + strings.Join(addrs, ", ") + "]\n"
 }
 
 // answer returns a file whose one answer is n bytes long.

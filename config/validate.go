@@ -28,6 +28,17 @@ var Formats = []string{"text", "json"}
 // question is one sentence (the built-in ones are under 30 bytes).
 const MaxQuestionBytesLimit = 64 << 10
 
+// maxListen is the most server.listen addresses: each is a listener, with
+// a file descriptor, an accept loop (server.workers of them on pool) and a
+// registration in every event loop, and ":1060" already listens on every
+// interface.
+const maxListen = 64
+
+// maxBacklog is the largest server.backlog: Linux uses at most
+// net.core.somaxconn, and kernels before 4.1 keep a backlog in 16 bits,
+// where a larger value wraps (Go's net package cuts it to 65535 for them).
+const maxBacklog = 65535
+
 // maxConnections is the largest limits.max_connections: Linux's default
 // fs.nr_open, the most file descriptors one process can have, and each
 // connection is one. (The daemon lowers the value further to fit its
@@ -96,6 +107,9 @@ func (c *Config) Validate() error {
 	if len(c.Server.Listen) == 0 {
 		bad("server.listen", "empty: allowed is a list of one or more \"host:port\" addresses such as [\"127.0.0.1:1060\", \"[::1]:1060\"]")
 	}
+	if len(c.Server.Listen) > maxListen {
+		bad("server.listen", "%d addresses: allowed is 1 to %d (each is a listener; \":1060\" listens on every interface)", len(c.Server.Listen), maxListen)
+	}
 	for _, a := range c.Server.Listen {
 		if err := checkAddr(a); err != nil {
 			bad("server.listen", "%q: %v", a, err)
@@ -111,8 +125,8 @@ func (c *Config) Validate() error {
 	if c.Server.AnswerDelay < 0 || c.Server.AnswerDelay.D() > time.Minute {
 		bad("server.answer_delay", "%s: allowed is 0s to 1m", c.Server.AnswerDelay.D())
 	}
-	if c.Server.Backlog < 0 {
-		bad("server.backlog", "%d: allowed is 0 (the system maximum, net.core.somaxconn) or a positive number", c.Server.Backlog)
+	if c.Server.Backlog < 0 || c.Server.Backlog > maxBacklog {
+		bad("server.backlog", "%d: allowed is 0 (the system maximum, net.core.somaxconn) to %d (the kernel uses at most net.core.somaxconn, and older kernels wrap a larger value)", c.Server.Backlog, maxBacklog)
 	}
 
 	for _, p := range c.Server.ProxyTrusted {
