@@ -162,6 +162,18 @@ func TestBounds(t *testing.T) {
 		{"listen at the bound", listen(64), ""},
 		// One more: a listener each, with pool's workers on each.
 		{"listen above the bound", listen(65), "zend.toml:2: server.listen: 65 addresses: allowed is 1 to 64"},
+		// Every timeout at 24 hours.
+		{"timeouts at the bound", "[limits]\nidle_timeout = \"24h\"\nquestion_timeout = \"24h\"\nwrite_timeout = \"24h\"\nshutdown_timeout = \"24h\"\n", ""},
+		// A nanosecond more of idle_timeout.
+		{"idle_timeout above the bound", "[limits]\nidle_timeout = \"24h1ns\"\n", "zend.toml:2: limits.idle_timeout: 24h0m0.000000001s: allowed is a positive duration up to 24h"},
+		// A nanosecond more of question_timeout.
+		{"question_timeout above the bound", "[limits]\nquestion_timeout = \"24h1ns\"\n", "zend.toml:2: limits.question_timeout: 24h0m0.000000001s: allowed is a positive duration up to 24h"},
+		// A nanosecond more of write_timeout.
+		{"write_timeout above the bound", "[limits]\nwrite_timeout = \"24h1ns\"\n", "zend.toml:2: limits.write_timeout: 24h0m0.000000001s: allowed is a positive duration up to 24h"},
+		// A nanosecond more of shutdown_timeout.
+		{"shutdown_timeout above the bound", "[limits]\nshutdown_timeout = \"24h1ns\"\n", "zend.toml:2: limits.shutdown_timeout: 24h0m0.000000001s: allowed is a positive duration up to 24h"},
+		// The largest duration Go parses, which would overflow the event loop's deadlines.
+		{"timeout that would overflow", "[limits]\nidle_timeout = \"2562047h\"\n", "zend.toml:2: limits.idle_timeout: 2562047h0m0s: allowed is a positive duration up to 24h"},
 		// An answer of 1024 bytes, its period included.
 		{"answer at the bound", answer(1024), ""},
 		// One byte more: the error shows the answer's start and its length, not all of it.

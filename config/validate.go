@@ -28,6 +28,13 @@ var Formats = []string{"text", "json"}
 // question is one sentence (the built-in ones are under 30 bytes).
 const MaxQuestionBytesLimit = 64 << 10
 
+// maxTimeout is the longest limits.*_timeout. The event loop adds a
+// timeout to nanoseconds since its start in an int64: near Go's largest
+// duration (2562047h) that sum overflows after 47 minutes of uptime and
+// every connection looks timed out. A day is far beyond any useful
+// timeout (TCP keepalive's default is 2h) or drain.
+const maxTimeout = 24 * time.Hour
+
 // maxListen is the most server.listen addresses: each is a listener, with
 // a file descriptor, an accept loop (server.workers of them on pool) and a
 // registration in every event loop, and ":1060" already listens on every
@@ -208,8 +215,8 @@ func (c *Config) Validate() error {
 		{"limits.write_timeout", c.Limits.WriteTimeout},
 		{"limits.shutdown_timeout", c.Limits.ShutdownTimeout},
 	} {
-		if d.v <= 0 {
-			bad(d.key, "%s: allowed is a positive duration such as \"30s\"", d.v.D())
+		if d.v <= 0 || d.v.D() > maxTimeout {
+			bad(d.key, "%s: allowed is a positive duration up to 24h, such as \"30s\"", d.v.D())
 		}
 	}
 
