@@ -174,6 +174,18 @@ func TestBounds(t *testing.T) {
 		{"shutdown_timeout above the bound", "[limits]\nshutdown_timeout = \"24h1ns\"\n", "zend.toml:2: limits.shutdown_timeout: 24h0m0.000000001s: allowed is a positive duration up to 24h"},
 		// The largest duration Go parses, which would overflow the event loop's deadlines.
 		{"timeout that would overflow", "[limits]\nidle_timeout = \"2562047h\"\n", "zend.toml:2: limits.idle_timeout: 2562047h0m0s: allowed is a positive duration up to 24h"},
+		// A log file rotated at 1 TiB.
+		{"max_size_mb at the bound", "[log]\nmax_size_mb = 1048576\n", ""},
+		// A megabyte more.
+		{"max_size_mb above the bound", "[log]\nmax_size_mb = 1048577\n", "zend.toml:2: log.max_size_mb: 1048577: allowed is 0 (no size rotation) to 1048576"},
+		// 10,000 rotated files kept.
+		{"max_backups at the bound", "[log]\nmax_backups = 10000\n", ""},
+		// One more.
+		{"max_backups above the bound", "[log]\nmax_backups = 10001\n", "zend.toml:2: log.max_backups: 10001: allowed is 0 (keep all) to 10000"},
+		// Rotated files kept ten years.
+		{"max_age_days at the bound", "[log]\nmax_age_days = 3650\n", ""},
+		// A day more.
+		{"max_age_days above the bound", "[log]\nmax_age_days = 3651\n", "zend.toml:2: log.max_age_days: 3651: allowed is 0 (keep forever) to 3650"},
 		// An answer of 1024 bytes, its period included.
 		{"answer at the bound", answer(1024), ""},
 		// One byte more: the error shows the answer's start and its length, not all of it.

@@ -35,6 +35,17 @@ const MaxQuestionBytesLimit = 64 << 10
 // timeout (TCP keepalive's default is 2h) or drain.
 const maxTimeout = 24 * time.Hour
 
+// The log rotation keys are bounded where 0 already says "no limit", so a
+// bound only catches mistakes, and below where lumberjack overflows: it
+// computes max_size_mb << 20 and 24h x max_age_days in an int64, and an
+// age past 106,751 days wraps to a cutoff in the future, which deletes
+// every rotated file.
+const (
+	maxLogSizeMB  = 1 << 20 // 1 TiB
+	maxLogBackups = 10000
+	maxLogAgeDays = 3650 // ten years
+)
+
 // maxListen is the most server.listen addresses: each is a listener, with
 // a file descriptor, an accept loop (server.workers of them on pool) and a
 // registration in every event loop, and ":1060" already listens on every
@@ -190,14 +201,14 @@ func (c *Config) Validate() error {
 	if !oneOf(c.Log.Format, Formats) {
 		bad("log.format", "unknown format %q: allowed are %s", c.Log.Format, strings.Join(Formats, ", "))
 	}
-	if c.Log.MaxSizeMB < 0 {
-		bad("log.max_size_mb", "%d: allowed is 0 (no size rotation) or more", c.Log.MaxSizeMB)
+	if c.Log.MaxSizeMB < 0 || c.Log.MaxSizeMB > maxLogSizeMB {
+		bad("log.max_size_mb", "%d: allowed is 0 (no size rotation) to %d (1 TiB)", c.Log.MaxSizeMB, maxLogSizeMB)
 	}
-	if c.Log.MaxBackups < 0 {
-		bad("log.max_backups", "%d: allowed is 0 (keep all) or more", c.Log.MaxBackups)
+	if c.Log.MaxBackups < 0 || c.Log.MaxBackups > maxLogBackups {
+		bad("log.max_backups", "%d: allowed is 0 (keep all) to %d", c.Log.MaxBackups, maxLogBackups)
 	}
-	if c.Log.MaxAgeDays < 0 {
-		bad("log.max_age_days", "%d: allowed is 0 (keep forever) or more", c.Log.MaxAgeDays)
+	if c.Log.MaxAgeDays < 0 || c.Log.MaxAgeDays > maxLogAgeDays {
+		bad("log.max_age_days", "%d: allowed is 0 (keep forever) to %d (ten years)", c.Log.MaxAgeDays, maxLogAgeDays)
 	}
 
 	if c.Limits.MaxConnections < 1 || c.Limits.MaxConnections > maxConnections {
