@@ -2,9 +2,11 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -135,6 +137,154 @@ func TestErrors(t *testing.T) {
 	}
 }
 
+// TestBounds checks every upper bound: the largest allowed value loads, and
+// one more is an error that names the file, the line, the key, the value
+// and what is allowed. want is "" when the file must load.
+func TestBounds(t *testing.T) {
+	maxWorkers := min(1024, max(64, 4*runtime.NumCPU()))
+	tests := []struct {
+		name string
+		text string
+		want string
+	}{
+		// server.workers: 4 per CPU, but no less than 64 and no more than 1024.
+		{"workers at the bound", fmt.Sprintf("[server]\nworkers = %d\n", maxWorkers), ""},
+		// One more worker than this machine allows, with the number computed for it.
+		{"workers above the bound", fmt.Sprintf("[server]\nworkers = %d\n", maxWorkers+1),
+			fmt.Sprintf("zend.toml:2: server.workers: %d: allowed is 0 (automatic: 4 for pool, one per CPU for eventloop) to %d on this machine (4 per CPU for its %d CPUs, but no less than 64 and no more than 1024: each eventloop worker is an OS thread)", maxWorkers+1, maxWorkers, runtime.NumCPU())},
+		// The value: 100,000 eventloop threads would abort Go.
+		{"workers 100000", "[server]\nengine = \"eventloop\"\nworkers = 100000\n", "zend.toml:3: server.workers: 100000: allowed is 0"},
+		// The largest backlog the kernel keeps.
+		{"backlog at the bound", "[server]\nbacklog = 65535\n", ""},
+		// One more would wrap to 0 on kernels that keep it in 16 bits.
+		{"backlog above the bound", "[server]\nbacklog = 65536\n", "zend.toml:2: server.backlog: 65536: allowed is 0 (the system maximum, net.core.somaxconn) to 65535"},
+		// 64 listen addresses.
+		{"listen at the bound", listen(64), ""},
+		// One more: a listener each, with pool's workers on each.
+		{"listen above the bound", listen(65), "zend.toml:2: server.listen: 65 addresses: allowed is 1 to 64"},
+		// Every timeout at 24 hours.
+		{"timeouts at the bound", "[limits]\nidle_timeout = \"24h\"\nquestion_timeout = \"24h\"\nwrite_timeout = \"24h\"\nshutdown_timeout = \"24h\"\n", ""},
+		// A nanosecond more of idle_timeout.
+		{"idle_timeout above the bound", "[limits]\nidle_timeout = \"24h1ns\"\n", "zend.toml:2: limits.idle_timeout: 24h0m0.000000001s: allowed is a positive duration up to 24h"},
+		// A nanosecond more of question_timeout.
+		{"question_timeout above the bound", "[limits]\nquestion_timeout = \"24h1ns\"\n", "zend.toml:2: limits.question_timeout: 24h0m0.000000001s: allowed is a positive duration up to 24h"},
+		// A nanosecond more of write_timeout.
+		{"write_timeout above the bound", "[limits]\nwrite_timeout = \"24h1ns\"\n", "zend.toml:2: limits.write_timeout: 24h0m0.000000001s: allowed is a positive duration up to 24h"},
+		// A nanosecond more of shutdown_timeout.
+		{"shutdown_timeout above the bound", "[limits]\nshutdown_timeout = \"24h1ns\"\n", "zend.toml:2: limits.shutdown_timeout: 24h0m0.000000001s: allowed is a positive duration up to 24h"},
+		// The largest duration Go parses, which would overflow the event loop's deadlines.
+		{"timeout that would overflow", "[limits]\nidle_timeout = \"2562047h\"\n", "zend.toml:2: limits.idle_timeout: 2562047h0m0s: allowed is a positive duration up to 24h"},
+		// A log file rotated at 1 TiB.
+		{"max_size_mb at the bound", "[log]\nmax_size_mb = 1048576\n", ""},
+		// A megabyte more.
+		{"max_size_mb above the bound", "[log]\nmax_size_mb = 1048577\n", "zend.toml:2: log.max_size_mb: 1048577: allowed is 0 (no size rotation) to 1048576"},
+		// 10,000 rotated files kept.
+		{"max_backups at the bound", "[log]\nmax_backups = 10000\n", ""},
+		// One more.
+		{"max_backups above the bound", "[log]\nmax_backups = 10001\n", "zend.toml:2: log.max_backups: 10001: allowed is 0 (keep all) to 10000"},
+		// Rotated files kept ten years.
+		{"max_age_days at the bound", "[log]\nmax_age_days = 3650\n", ""},
+		// A day more.
+		{"max_age_days above the bound", "[log]\nmax_age_days = 3651\n", "zend.toml:2: log.max_age_days: 3651: allowed is 0 (keep forever) to 3650"},
+		// An answer of 1024 bytes, its period included.
+		{"answer at the bound", answer(1024), ""},
+		// One byte more: the error shows the answer's start and its length, not all of it.
+		{"answer above the bound", answer(1025), "zend.toml:2: answers.\"Readability counts?\": answer \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"... (1025 bytes): allowed is at most 1024 bytes"},
+		// The value: a 1 MB answer, copied out for every question that asks it.
+		{"answer of 1 MB", answer(1 << 20), "answer \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"... (1048576 bytes): allowed is at most 1024 bytes"},
+		// 1000 questions in [answers].
+		{"answers at the bound", answers(1000), ""},
+		// One more: the error names the table's line.
+		{"answers above the bound", answers(1001), "zend.toml:1: answers: 1001 entries: allowed is at most 1000 questions"},
+		// A question far longer than max_question_bytes is cut in its key and in its value.
+		{"long question", "[answers]\n\"" + strings.Repeat("q", 70000) + "?\" = \"Yes.\"\n", "zend.toml:2: answers.\"qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq\"...: question \"qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq\"... (70001 bytes): is 70001 bytes, longer than limits.max_question_bytes (1024)"},
+		// A question of 64 KiB may be allowed.
+		{"max_question_bytes at the bound", "[limits]\nmax_question_bytes = 65536\n", ""},
+		// More is buffered per connection: 1 MiB (allowed before) times 10,000 connections is 10 GiB.
+		{"max_question_bytes above the bound", "[limits]\nmax_question_bytes = 65537\n", "zend.toml:2: limits.max_question_bytes: 65537: allowed is 1 to 65536"},
+		// As many connections as Linux's default fs.nr_open lets a process open.
+		{"max_connections at the bound", "[limits]\nmax_connections = 1048576\n", ""},
+		// One more; the existing message for 0 is kept.
+		{"max_connections above the bound", "[limits]\nmax_connections = 1048577\n", "zend.toml:2: limits.max_connections: 1048577: allowed is 1 or more, at most 1048576"},
+		// A per-source limit equal to the whole server's.
+		{"max_connections_per_ip at the bound", "[limits]\nmax_connections = 100\nmax_connections_per_ip = 100\n", ""},
+		// A per-source limit above it would never be reached.
+		{"max_connections_per_ip above the bound", "[limits]\nmax_connections = 100\nmax_connections_per_ip = 101\n", "zend.toml:3: limits.max_connections_per_ip: 101: allowed is 0 (no limit) to 100 (limits.max_connections): a larger limit is never reached"},
+		// pool does not apply max_connections: there the per-source limit has max_connections' own bound.
+		{"max_connections_per_ip on pool at the bound", "[server]\nengine = \"pool\"\n[limits]\nmax_connections = 100\nmax_connections_per_ip = 1048576\n", ""},
+		// One more than any process can hold.
+		{"max_connections_per_ip on pool above the bound", "[server]\nengine = \"pool\"\n[limits]\nmax_connections_per_ip = 1048577\n", "zend.toml:4: limits.max_connections_per_ip: 1048577: allowed is 0 (no limit) to 1048576 (as limits.max_connections)"},
+		// A source's rate up to the 65,535 ports it has.
+		{"accept_rate_per_ip at the bound", "[limits]\naccept_rate_per_ip = 65535\n", ""},
+		// One more new connection a second.
+		{"accept_rate_per_ip above the bound", "[limits]\naccept_rate_per_ip = 65536\n", "zend.toml:2: limits.accept_rate_per_ip: 65536: allowed is 0 (no limit) to 65535"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Source{Path: write(t, tt.text)}.Load()
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("the largest allowed value is refused: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("loaded, want an error containing %q", tt.want)
+			}
+			if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q does not contain %q", err, tt.want)
+			}
+			// A megabyte of value must not become a megabyte of error.
+			if len(err.Error()) > 512 {
+				t.Errorf("error is %d bytes long: %.200q...", len(err.Error()), err)
+			}
+		})
+	}
+}
+
+// listen returns a file with n listen addresses.
+func listen(n int) string {
+	addrs := make([]string, n)
+	for i := range addrs {
+		addrs[i] = fmt.Sprintf("%q", fmt.Sprintf("127.0.0.1:%d", 2000+i))
+	}
+	return "[server]\nlisten = [" + strings.Join(addrs, ", ") + "]\n"
+}
+
+// answer returns a file whose one answer is n bytes long.
+func answer(n int) string {
+	return "[answers]\n\"Readability counts?\" = \"" + strings.Repeat("a", n-1) + ".\"\n"
+}
+
+// answers returns a file with n questions in [answers].
+func answers(n int) string {
+	var b strings.Builder
+	b.WriteString("[answers]\n")
+	for i := range n {
+		fmt.Fprintf(&b, "\"Question %d?\" = \"Yes.\"\n", i)
+	}
+	return b.String()
+}
+
+// TestMaxWorkers checks the formula of server.workers' bound on machines
+// of other sizes.
+func TestMaxWorkers(t *testing.T) {
+	for _, tt := range []struct{ cpus, want int }{
+		{1, 64},     // the floor: a pool serves 64 clients even on one CPU
+		{16, 64},    // 4 per CPU reaches the floor
+		{17, 68},    // 4 per CPU above it
+		{256, 1024}, // the cap
+		{512, 1024}, // never above it, far from Go's 10,000 threads
+	} {
+		if got := maxWorkersFor(tt.cpus); got != tt.want {
+			t.Errorf("maxWorkersFor(%d) = %d, want %d", tt.cpus, got, tt.want)
+		}
+	}
+	if got, want := MaxWorkers(), maxWorkersFor(runtime.NumCPU()); got != want {
+		t.Errorf("MaxWorkers() = %d, want %d", got, want)
+	}
+}
+
 func TestMissingFile(t *testing.T) {
 	// A file named explicitly must exist.
 	_, err := Source{Path: filepath.Join(t.TempDir(), "nope.toml")}.Load()
@@ -189,6 +339,8 @@ func TestEnvironmentAndFlags(t *testing.T) {
 		// A value that parses but is out of range is caught by Validate, which names the variable.
 		{"zero from env", []string{"ZEND_MAX_CONNECTIONS=0"}, nil, "environment ZEND_MAX_CONNECTIONS: limits.max_connections: 0"},
 		{"bad engine from env", []string{"ZEND_ENGINE=threads"}, nil, "environment ZEND_ENGINE: server.engine"},
+		// A value above a bound names the variable too.
+		{"workers from env above the bound", []string{"ZEND_WORKERS=100000"}, nil, "environment ZEND_WORKERS: server.workers: 100000: allowed is 0"},
 		// Flags: an unknown key and a malformed pair.
 		{"unknown flag key", nil, []string{"limits.max=1"}, "flag -set: limits.max: unknown key"},
 		{"no equals", nil, []string{"limits.max_connections"}, "allowed is key=value"},

@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Engines are the allowed values of server.engine.
@@ -19,15 +21,96 @@ var Levels = []string{"debug", "info", "warn", "error"}
 // Formats are the allowed values of log.format.
 var Formats = []string{"text", "json"}
 
-// MaxQuestionBytesLimit is the largest allowed limits.max_question_bytes.
-const MaxQuestionBytesLimit = 1 << 20
+// MaxQuestionBytesLimit is the largest allowed limits.max_question_bytes:
+// zend buffers up to that much of an unfinished question per connection,
+// so with the default 10,000 connections 64 KiB is at most 640 MiB (1 MiB
+// was 10 GiB), the same as the engines' 64 KiB of unsent answers; a
+// question is one sentence (the built-in ones are under 30 bytes).
+const MaxQuestionBytesLimit = 64 << 10
+
+// maxTimeout is the longest limits.*_timeout. The event loop adds a
+// timeout to nanoseconds since its start in an int64: near Go's largest
+// duration (2562047h) that sum overflows after 47 minutes of uptime and
+// every connection looks timed out. A day is far beyond any useful
+// timeout (TCP keepalive's default is 2h) or drain.
+const maxTimeout = 24 * time.Hour
+
+// The log rotation keys are bounded where 0 already says "no limit", so a
+// bound only catches mistakes, and below where lumberjack overflows: it
+// computes max_size_mb << 20 and 24h x max_age_days in an int64, and an
+// age past 106,751 days wraps to a cutoff in the future, which deletes
+// every rotated file.
+const (
+	maxLogSizeMB  = 1 << 20 // 1 TiB
+	maxLogBackups = 10000
+	maxLogAgeDays = 3650 // ten years
+)
+
+// maxListen is the most server.listen addresses: each is a listener, with
+// a file descriptor, an accept loop (server.workers of them on pool) and a
+// registration in every event loop, and ":1060" already listens on every
+// interface.
+const maxListen = 64
+
+// maxBacklog is the largest server.backlog: Linux uses at most
+// net.core.somaxconn, and kernels before 4.1 keep a backlog in 16 bits,
+// where a larger value wraps (Go's net package cuts it to 65535 for them).
+const maxBacklog = 65535
+
+// maxConnections is the largest limits.max_connections: Linux's default
+// fs.nr_open, the most file descriptors one process can have, and each
+// connection is one. (The daemon lowers the value further to fit its
+// RLIMIT_NOFILE.)
+const maxConnections = 1 << 20
+
+// maxAcceptRatePerIP is the largest limits.accept_rate_per_ip: a client
+// address has 65,535 ports, so it cannot open more connections than that
+// to one listen address in a second; a larger rate is never reached.
+const maxAcceptRatePerIP = 65535
+
+// server.workers is bounded by the machine: workersPerCPU per CPU, at least
+// workersFloor, never above workersCap. An eventloop worker is an OS thread
+// (locked to its epoll loop) with two file descriptors and a 16 KiB read
+// buffer; a pool worker holds one conversation. One loop per CPU is the
+// design, so more than a few per CPU only adds context switches; the floor
+// lets a pool serve a classroom of clients on a small machine; the cap
+// stays a tenth of the 10,000 threads past which Go aborts the process
+// (runtime/debug.SetMaxThreads), leaving room for threads blocked in
+// system calls.
+const (
+	workersPerCPU = 4
+	workersFloor  = 64
+	workersCap    = 1024
+)
+
+// MaxWorkers returns the largest server.workers allowed on this machine.
+func MaxWorkers() int { return maxWorkersFor(runtime.NumCPU()) }
+
+func maxWorkersFor(cpus int) int {
+	return min(workersCap, max(workersFloor, workersPerCPU*cpus))
+}
+
+// [answers] is bounded in the length of an answer and in the number of
+// questions. An answer is copied out for every question that asks it, and
+// the goroutine engine answers all the questions of one 4 KiB read before
+// it writes: with answers of at most 1 KiB a read of "a?a?a?..." costs at
+// most 2 MiB, not 2 GiB with 1 MB answers; a period-terminated sentence of
+// the protocol is far shorter (the built-in answers are under 30 bytes).
+// Each question holds up to limits.max_question_bytes, and its answer a
+// counter and a metrics label: 1000 of them are kept in memory once, not
+// per connection.
+const (
+	maxAnswerBytes = 1024
+	maxAnswers     = 1000
+)
 
 // Validate checks every value and returns nil, or an error matching
 // ErrInvalid that lists each problem with where the value came from (file
 // and line, environment variable or flag), the key, and what is allowed.
 func (c *Config) Validate() error {
 	var errs []error
-	bad := func(key, format string, args ...any) {
+	// badAt reports a problem with key, written as shown.
+	badAt := func(key, shown, format string, args ...any) {
 		o := c.origin[key]
 		if o.source == "" {
 			o.source = "defaults"
@@ -35,11 +118,15 @@ func (c *Config) Validate() error {
 				o.source = c.Path
 			}
 		}
-		errs = append(errs, &Error{Source: o.source, Line: o.line, Key: key, Msg: fmt.Sprintf(format, args...)})
+		errs = append(errs, &Error{Source: o.source, Line: o.line, Key: shown, Msg: fmt.Sprintf(format, args...)})
 	}
+	bad := func(key, format string, args ...any) { badAt(key, key, format, args...) }
 
 	if len(c.Server.Listen) == 0 {
 		bad("server.listen", "empty: allowed is a list of one or more \"host:port\" addresses such as [\"127.0.0.1:1060\", \"[::1]:1060\"]")
+	}
+	if len(c.Server.Listen) > maxListen {
+		bad("server.listen", "%d addresses: allowed is 1 to %d (each is a listener; \":1060\" listens on every interface)", len(c.Server.Listen), maxListen)
 	}
 	for _, a := range c.Server.Listen {
 		if err := checkAddr(a); err != nil {
@@ -49,14 +136,15 @@ func (c *Config) Validate() error {
 	if !oneOf(c.Server.Engine, Engines) {
 		bad("server.engine", "unknown engine %q: allowed are %s", c.Server.Engine, strings.Join(Engines, ", "))
 	}
-	if c.Server.Workers < 0 || c.Server.Workers > 100000 {
-		bad("server.workers", "%d: allowed is 0 (automatic: 4 for pool, one per CPU for eventloop) to 100000", c.Server.Workers)
+	if mw := MaxWorkers(); c.Server.Workers < 0 || c.Server.Workers > mw {
+		bad("server.workers", "%d: allowed is 0 (automatic: 4 for pool, one per CPU for eventloop) to %d on this machine (%d per CPU for its %d CPUs, but no less than %d and no more than %d: each eventloop worker is an OS thread)",
+			c.Server.Workers, mw, workersPerCPU, runtime.NumCPU(), workersFloor, workersCap)
 	}
 	if c.Server.AnswerDelay < 0 || c.Server.AnswerDelay.D() > time.Minute {
 		bad("server.answer_delay", "%s: allowed is 0s to 1m", c.Server.AnswerDelay.D())
 	}
-	if c.Server.Backlog < 0 {
-		bad("server.backlog", "%d: allowed is 0 (the system maximum, net.core.somaxconn) or a positive number", c.Server.Backlog)
+	if c.Server.Backlog < 0 || c.Server.Backlog > maxBacklog {
+		bad("server.backlog", "%d: allowed is 0 (the system maximum, net.core.somaxconn) to %d (the kernel uses at most net.core.somaxconn, and older kernels wrap a larger value)", c.Server.Backlog, maxBacklog)
 	}
 
 	for _, p := range c.Server.ProxyTrusted {
@@ -83,11 +171,18 @@ func (c *Config) Validate() error {
 			bad("metrics.listen", "%q: %v (or \"\" for no metrics)", c.Metrics.Listen, err)
 		}
 	}
-	if c.Limits.MaxConnectionsPerIP < 0 {
-		bad("limits.max_connections_per_ip", "%d: allowed is 0 (no limit) or more", c.Limits.MaxConnectionsPerIP)
+	// A per-source limit above what the whole server holds is never
+	// reached: limits.max_connections on the engines that apply it (when
+	// it is valid itself), else its own bound.
+	perIP, perIPMax, perIPOf := c.Limits.MaxConnectionsPerIP, maxConnections, "as limits.max_connections"
+	if n := c.Limits.MaxConnections; (c.Server.Engine == "goroutine" || c.Server.Engine == "eventloop") && n >= 1 && n <= maxConnections {
+		perIPMax, perIPOf = n, "limits.max_connections"
 	}
-	if c.Limits.AcceptRatePerIP < 0 {
-		bad("limits.accept_rate_per_ip", "%d: allowed is 0 (no limit) or more new connections a second", c.Limits.AcceptRatePerIP)
+	if perIP < 0 || perIP > perIPMax {
+		bad("limits.max_connections_per_ip", "%d: allowed is 0 (no limit) to %d (%s): a larger limit is never reached", perIP, perIPMax, perIPOf)
+	}
+	if c.Limits.AcceptRatePerIP < 0 || c.Limits.AcceptRatePerIP > maxAcceptRatePerIP {
+		bad("limits.accept_rate_per_ip", "%d: allowed is 0 (no limit) to %d new connections a second: one client address has no more ports to open them from", c.Limits.AcceptRatePerIP, maxAcceptRatePerIP)
 	}
 
 	if c.Daemon.Pidfile == "" {
@@ -106,21 +201,21 @@ func (c *Config) Validate() error {
 	if !oneOf(c.Log.Format, Formats) {
 		bad("log.format", "unknown format %q: allowed are %s", c.Log.Format, strings.Join(Formats, ", "))
 	}
-	if c.Log.MaxSizeMB < 0 {
-		bad("log.max_size_mb", "%d: allowed is 0 (no size rotation) or more", c.Log.MaxSizeMB)
+	if c.Log.MaxSizeMB < 0 || c.Log.MaxSizeMB > maxLogSizeMB {
+		bad("log.max_size_mb", "%d: allowed is 0 (no size rotation) to %d (1 TiB)", c.Log.MaxSizeMB, maxLogSizeMB)
 	}
-	if c.Log.MaxBackups < 0 {
-		bad("log.max_backups", "%d: allowed is 0 (keep all) or more", c.Log.MaxBackups)
+	if c.Log.MaxBackups < 0 || c.Log.MaxBackups > maxLogBackups {
+		bad("log.max_backups", "%d: allowed is 0 (keep all) to %d", c.Log.MaxBackups, maxLogBackups)
 	}
-	if c.Log.MaxAgeDays < 0 {
-		bad("log.max_age_days", "%d: allowed is 0 (keep forever) or more", c.Log.MaxAgeDays)
+	if c.Log.MaxAgeDays < 0 || c.Log.MaxAgeDays > maxLogAgeDays {
+		bad("log.max_age_days", "%d: allowed is 0 (keep forever) to %d (ten years)", c.Log.MaxAgeDays, maxLogAgeDays)
 	}
 
-	if c.Limits.MaxConnections < 1 {
-		bad("limits.max_connections", "%d: allowed is 1 or more", c.Limits.MaxConnections)
+	if c.Limits.MaxConnections < 1 || c.Limits.MaxConnections > maxConnections {
+		bad("limits.max_connections", "%d: allowed is 1 or more, at most %d (Linux's default fs.nr_open, the most files a process can open: each connection is one)", c.Limits.MaxConnections, maxConnections)
 	}
 	if c.Limits.MaxQuestionBytes < 1 || c.Limits.MaxQuestionBytes > MaxQuestionBytesLimit {
-		bad("limits.max_question_bytes", "%d: allowed is 1 to %d", c.Limits.MaxQuestionBytes, MaxQuestionBytesLimit)
+		bad("limits.max_question_bytes", "%d: allowed is 1 to %d (64 KiB): each connection may buffer this much of a question", c.Limits.MaxQuestionBytes, MaxQuestionBytesLimit)
 	}
 	for _, d := range []struct {
 		key string
@@ -131,18 +226,25 @@ func (c *Config) Validate() error {
 		{"limits.write_timeout", c.Limits.WriteTimeout},
 		{"limits.shutdown_timeout", c.Limits.ShutdownTimeout},
 	} {
-		if d.v <= 0 {
-			bad(d.key, "%s: allowed is a positive duration such as \"30s\"", d.v.D())
+		if d.v <= 0 || d.v.D() > maxTimeout {
+			bad(d.key, "%s: allowed is a positive duration up to 24h, such as \"30s\"", d.v.D())
 		}
 	}
 
+	if len(c.Answers) > maxAnswers {
+		bad("answers", "%d entries: allowed is at most %d questions", len(c.Answers), maxAnswers)
+	}
 	for q, a := range c.Answers {
 		key := "answers." + quoteKey(q)
+		shown := key
+		if len(q) > clipBytes {
+			shown = "answers." + strconv.Quote(q[:clipAt(q)]) + "..."
+		}
 		if err := checkQuestion(q, c.Limits.MaxQuestionBytes); err != nil {
-			bad(key, "question %q: %v", q, err)
+			badAt(key, shown, "question %s: %v", clip(q), err)
 		}
 		if err := checkAnswer(a); err != nil {
-			bad(key, "answer %q: %v", a, err)
+			badAt(key, shown, "answer %s: %v", clip(a), err)
 		}
 	}
 	return errors.Join(errs...)
@@ -156,6 +258,29 @@ func quoteKey(q string) string {
 		}
 	}
 	return q
+}
+
+// clipBytes is how much of a question or an answer an error shows: a
+// megabyte of value must not become a megabyte of error.
+const clipBytes = 40
+
+// clip quotes s for an error message; a longer s is cut after clipBytes
+// (at a character's start) and followed by "..." and its length.
+func clip(s string) string {
+	if len(s) <= clipBytes {
+		return strconv.Quote(s)
+	}
+	return fmt.Sprintf("%s... (%d bytes)", strconv.Quote(s[:clipAt(s)]), len(s))
+}
+
+// clipAt returns where clip cuts s: clipBytes, or before the character
+// that spans it.
+func clipAt(s string) int {
+	n := clipBytes
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return n
 }
 
 func checkQuestion(q string, max int) error {
@@ -178,6 +303,8 @@ func checkAnswer(a string) error {
 		return errors.New("must end with '.': clients read an answer up to its period, allowed is a text such as \"Yes.\"")
 	case strings.Count(a, ".") != 1:
 		return errors.New("has a '.' before its end: clients read an answer up to its first period")
+	case len(a) > maxAnswerBytes:
+		return fmt.Errorf("allowed is at most %d bytes, its period included: a sentence such as \"Yes.\"", maxAnswerBytes)
 	}
 	return nil
 }
