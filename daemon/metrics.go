@@ -23,7 +23,9 @@ import (
 )
 
 // What the metrics port may cost. It must not take the main port down: its
-// connections are capped and timed out.
+// connections are capped, and the descriptors it may hold (metricsFDs) are
+// taken out of the open-file limit before limits.max_connections is fitted
+// to it (fitNoFile), beside reservedFDs and the listeners.
 const (
 	// metricsMaxConns is how many metrics connections are open at once.
 	// Above it zend stops accepting on the metrics port and new clients
@@ -34,6 +36,13 @@ const (
 	// metricsMaxScrapes is how many scrapes run at once; more are answered
 	// 503 at once (promhttp's MaxRequestsInFlight).
 	metricsMaxScrapes = 4
+	// metricsScrapeFDs is how many descriptors one scrape opens at once:
+	// the process collector reads /proc/self/stat, fd/, limits and
+	// net/netstat one after the other; 2 leaves a margin.
+	metricsScrapeFDs = 2
+	// metricsFDs is the most descriptors the metrics server holds: its
+	// listener, its connections and what its scrapes open.
+	metricsFDs = 1 + metricsMaxConns + metricsMaxScrapes*metricsScrapeFDs
 
 	// metricsReadHeaderTimeout closes a connection whose request headers
 	// are not complete this long after it was accepted, or after its

@@ -10,6 +10,34 @@ import (
 	"time"
 )
 
+// TestConnectionsFit: the conversations that fit in the open-file limit
+// leave room for zend's reserve, its listeners and, when it serves them,
+// the metrics server's descriptors.
+func TestConnectionsFit(t *testing.T) {
+	for _, c := range []struct {
+		nofile             uint64
+		listeners, metrics int
+		want               int
+	}{
+		{100, 1, 0, 67}, // TestMaxConnectionsLoweredToFileLimit's case
+		{100, 1, metricsFDs, 67 - metricsFDs},
+		{200, 1, metricsFDs, 200 - reservedFDs - 1 - metricsFDs},
+		{1024, 3, metricsFDs, 1024 - reservedFDs - 3 - metricsFDs},
+		{524288, 1, 0, 524288 - reservedFDs - 1},
+		{40, 1, 0, 7},
+		{40, 1, metricsFDs, 1}, // never below one
+		{0, 1, metricsFDs, 1},
+		{^uint64(0), 1, metricsFDs, 1<<30 - reservedFDs - 1 - metricsFDs}, // RLIM_INFINITY
+	} {
+		if got := connectionsFit(c.nofile, c.listeners, c.metrics); got != c.want {
+			t.Errorf("connectionsFit(%d, %d, %d) = %d, want %d", c.nofile, c.listeners, c.metrics, got, c.want)
+		}
+	}
+	if metricsFDs != 1+metricsMaxConns+metricsMaxScrapes*metricsScrapeFDs {
+		t.Errorf("metricsFDs = %d does not count the listener, %d connections and %d scrapes", metricsFDs, metricsMaxConns, metricsMaxScrapes)
+	}
+}
+
 // TestMetricsHTTPTimeouts: every timeout of the metrics server is set.
 func TestMetricsHTTPTimeouts(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
