@@ -103,5 +103,7 @@ func raiseNoFile() (uint64, error) {
 }
 
 // reservedFDs are the file descriptors zend keeps for itself beyond its
-// conversations (listeners, log files, the runtime), as redis reserves 32.
+// conversations, its listeners and its metrics server (metricsFDs): log
+// files, the control socket, the runtime's (about a dozen in all on a zend
+// at rest), as redis reserves 32.
 const reservedFDs = 32

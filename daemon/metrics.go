@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	stdlog "log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -16,8 +17,47 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/net/netutil"
 
 	"zend/protocol"
+)
+
+// What the metrics port may cost. It must not take the main port down: its
+// connections are capped, and the descriptors it may hold (metricsFDs) are
+// taken out of the open-file limit before limits.max_connections is fitted
+// to it (fitNoFile), beside reservedFDs and the listeners.
+const (
+	// metricsMaxConns is how many metrics connections are open at once.
+	// Above it zend stops accepting on the metrics port and new clients
+	// wait in the kernel's listen backlog, which costs zend no descriptor.
+	// A Prometheus server keeps one connection; 16 leave room for a few
+	// servers and people with curl.
+	metricsMaxConns = 16
+	// metricsMaxScrapes is how many scrapes run at once; more are answered
+	// 503 at once (promhttp's MaxRequestsInFlight).
+	metricsMaxScrapes = 4
+	// metricsScrapeFDs is how many descriptors one scrape opens at once:
+	// the process collector reads /proc/self/stat, fd/, limits and
+	// net/netstat one after the other; 2 leaves a margin.
+	metricsScrapeFDs = 2
+	// metricsFDs is the most descriptors the metrics server holds: its
+	// listener, its connections and what its scrapes open.
+	metricsFDs = 1 + metricsMaxConns + metricsMaxScrapes*metricsScrapeFDs
+
+	// metricsReadHeaderTimeout closes a connection whose request headers
+	// are not complete this long after it was accepted, or after its
+	// previous response (a client that connects and sends nothing).
+	metricsReadHeaderTimeout = 5 * time.Second
+	// metricsReadTimeout bounds the reading of a whole request.
+	metricsReadTimeout = 10 * time.Second
+	// metricsWriteTimeout bounds a scrape, from the end of its request's
+	// headers to the end of its response.
+	metricsWriteTimeout = 30 * time.Second
+	// metricsIdleTimeout closes a keep-alive connection idle this long
+	// between requests. It is above Prometheus's default scrape interval
+	// (1m), so that a scraper keeps its connection, and short enough that
+	// abandoned connections give their slot back.
+	metricsIdleTimeout = 90 * time.Second
 )
 
 // Version is zend's version for zend_build_info: the module version, or
@@ -70,17 +110,36 @@ func (m *metricsServer) serve(in *instance, log *slog.Logger) {
 		&zendCollector{in: in},
 	)
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelError)}))
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		ErrorLog:            slog.NewLogLogger(log.Handler(), slog.LevelError),
+		MaxRequestsInFlight: metricsMaxScrapes,
+	}))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "zend serves its metrics at /metrics", http.StatusNotFound)
 	})
-	m.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	log.Info("serving metrics", "addr", m.ln.Addr().String(), "path", "/metrics")
+	srv, ln := metricsHTTP(m.ln, mux, slog.NewLogLogger(log.Handler(), slog.LevelWarn))
+	m.srv = srv
+	log.Info("serving metrics", "addr", m.ln.Addr().String(), "path", "/metrics", "conn_limit", metricsMaxConns)
 	go func() {
-		if err := m.srv.Serve(m.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("metrics server failed", "err", err.Error())
 		}
 	}()
+}
+
+// metricsHTTP returns the metrics HTTP server, with its timeouts, and ln
+// capped at metricsMaxConns connections: the server is to serve the
+// returned listener.
+func metricsHTTP(ln net.Listener, h http.Handler, errorLog *stdlog.Logger) (*http.Server, net.Listener) {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: metricsReadHeaderTimeout,
+		ReadTimeout:       metricsReadTimeout,
+		WriteTimeout:      metricsWriteTimeout,
+		IdleTimeout:       metricsIdleTimeout,
+		ErrorLog:          errorLog,
+	}
+	return srv, netutil.LimitListener(ln, metricsMaxConns)
 }
 
 // fd returns the metrics listener's descriptor, for an upgrade; -1 if

@@ -30,6 +30,7 @@ type Service struct {
 	removed map[net.Listener]bool   // closed on purpose by a reload
 	started bool
 	handed  bool // the listeners came from systemd: server.listen is not used
+	metrics bool // metrics.listen was set at start: its descriptors are budgeted
 	errc    chan error
 	wg      sync.WaitGroup
 }
@@ -37,7 +38,8 @@ type Service struct {
 // NewService returns a service for cfg (already validated) that logs to
 // log.
 func NewService(cfg *config.Config, log *slog.Logger) (*Service, error) {
-	s := &Service{log: log, cfg: cfg, errc: make(chan error, 1), lns: map[string]net.Listener{}, removed: map[net.Listener]bool{}}
+	s := &Service{log: log, cfg: cfg, errc: make(chan error, 1), lns: map[string]net.Listener{}, removed: map[net.Listener]bool{},
+		metrics: cfg.Metrics.Listen != ""}
 	srv, err := protocol.NewServer(protocol.Engine(cfg.Server.Engine), cfg.Server.Workers, s.settings(cfg), log)
 	if err != nil {
 		return nil, err
@@ -87,29 +89,44 @@ func Settings(cfg *config.Config) protocol.Settings {
 }
 
 // settings is Settings with max_connections lowered when the open-file
-// limit cannot hold it (as redis does with maxclients).
+// limit cannot hold it (as redis does with maxclients). The metrics server
+// is the one started with the service (metrics.listen needs a restart), so
+// its descriptors are budgeted whatever cfg says.
 func (s *Service) settings(cfg *config.Config) protocol.Settings {
 	st := Settings(cfg)
-	return fitNoFile(st, len(cfg.Server.Listen), s.log)
+	metrics := 0
+	if s.metrics {
+		metrics = metricsFDs
+	}
+	return fitNoFile(st, len(cfg.Server.Listen), metrics, s.log)
 }
 
 // fitNoFile raises the soft open-file limit to the hard one and lowers
-// MaxConnections to what it can hold, saying so in the log.
-func fitNoFile(st protocol.Settings, listeners int, log *slog.Logger) protocol.Settings {
+// MaxConnections to what it can hold (connectionsFit), saying so in the
+// log.
+func fitNoFile(st protocol.Settings, listeners, metrics int, log *slog.Logger) protocol.Settings {
 	soft, err := raiseNoFile()
 	if err != nil {
 		log.Warn("cannot read the open-file limit", "err", err.Error())
 		return st
 	}
-	if fit := int(soft) - reservedFDs - listeners; st.Limits.MaxConnections > fit {
-		if fit < 1 {
-			fit = 1
+	if fit := connectionsFit(soft, listeners, metrics); st.Limits.MaxConnections > fit {
+		args := []any{"max_connections", st.Limits.MaxConnections, "nofile", soft, "now", fit}
+		if metrics > 0 {
+			args = append(args, "metrics_fds", metrics)
 		}
-		log.Warn("limits.max_connections does not fit in the open-file limit (RLIMIT_NOFILE), lowered",
-			"max_connections", st.Limits.MaxConnections, "nofile", soft, "now", fit)
+		log.Warn("limits.max_connections does not fit in the open-file limit (RLIMIT_NOFILE), lowered", args...)
 		st.Limits.MaxConnections = fit
 	}
 	return st
+}
+
+// connectionsFit is how many conversations nofile descriptors hold beside
+// reservedFDs, the listeners and the metrics server's descriptors
+// (metricsFDs, or 0 without metrics); at least 1.
+func connectionsFit(nofile uint64, listeners, metrics int) int {
+	const most = 1 << 30 // above any kernel's fs.nr_open; keeps the int sane
+	return max(int(min(nofile, most))-reservedFDs-listeners-metrics, 1)
 }
 
 // bind binds addrs; on error nothing stays bound.
