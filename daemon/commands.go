@@ -207,3 +207,21 @@ func Reload(src config.Source, timeout time.Duration) (pid int, err error) {
 	}
 	return pid, fmt.Errorf("sent SIGHUP to pid %d, no verdict within %v", pid, timeout)
 }
+
+// Reopen asks the daemon of src (once proven to be it) to reopen its log
+// file (SIGUSR1), for logrotate's postrotate. It returns the pid
+// signalled, ErrNotRunning, an error wrapping ErrUnproven, or that of a
+// configuration file that cannot be read. Whether the reopen worked is in
+// the log (and zend_log_reopen_failures_total): a failure is logged at
+// error level into the file still open.
+func Reopen(src config.Source) (int, error) {
+	pidfile, state, d, err := findDaemon(src)
+	if err != nil {
+		return 0, err
+	}
+	if state != Running {
+		return 0, fmt.Errorf("zend is %w (pidfile %s)", ErrNotRunning, pidfile)
+	}
+	defer d.close()
+	return d.pid, d.signal(syscall.SIGUSR1)
+}

@@ -177,6 +177,7 @@ var (
 	descReloads  = prometheus.NewDesc("zend_reloads_total", "Configuration reloads, by result.", []string{"result"}, nil)
 	descBuild    = prometheus.NewDesc("zend_build_info", "Build of the running zend (always 1).", []string{"version", "goversion", "engine"}, nil)
 	descStarted  = prometheus.NewDesc("zend_start_time_seconds", "When this zend started, in Unix time.", nil, nil)
+	descReopen   = prometheus.NewDesc("zend_log_reopen_failures_total", "Failed attempts to reopen the log file (SIGUSR1, or the file renamed or removed); the log goes on in the old file meanwhile.", nil, nil)
 )
 
 // zendCollector reads the server's counters at each scrape, so the
@@ -184,7 +185,7 @@ var (
 type zendCollector struct{ in *instance }
 
 func (c *zendCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descOpen, descAccepted, descAnswers, descUnknown, descRefused, descLatency, descReloads, descBuild, descStarted} {
+	for _, d := range []*prometheus.Desc{descOpen, descAccepted, descAnswers, descUnknown, descRefused, descLatency, descReloads, descBuild, descStarted, descReopen} {
 		ch <- d
 	}
 }
@@ -210,4 +211,5 @@ func (c *zendCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descReloads, prometheus.CounterValue, float64(failed), "failed")
 	ch <- prometheus.MustNewConstMetric(descBuild, prometheus.GaugeValue, 1, Version(), runtime.Version(), c.in.svc.Engine())
 	ch <- prometheus.MustNewConstMetric(descStarted, prometheus.GaugeValue, float64(c.in.started.UnixNano())/1e9)
+	ch <- prometheus.MustNewConstMetric(descReopen, prometheus.CounterValue, float64(c.in.sink.reopenFailures.Load()))
 }

@@ -31,6 +31,11 @@ func lockPrivileges() (note string, err error) {
 			continue
 		}
 		if _, _, e := syscall.AllThreadsSyscall(syscall.SYS_PRCTL, unix.PR_CAPBSET_DROP, uintptr(c), 0); e != 0 {
+			if errors.Is(e, syscall.EPERM) {
+				// No CAP_SETPCAP: a service manager's bounding set
+				// without it. no_new_privs is set all the same.
+				return "no CAP_SETPCAP to empty the capability bounding set: it stays as the service manager set it", nil
+			}
 			return "", fmt.Errorf("empty the capability bounding set (capability %d): %w", c, e)
 		}
 	}

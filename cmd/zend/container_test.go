@@ -44,7 +44,7 @@ func buildDeb(t *testing.T) string {
 	t.Helper()
 	tool(t, "dpkg-deb", "/usr/bin/dpkg-deb")
 	out := t.TempDir()
-	cmd := exec.Command("../../packaging/deb/build.sh", out, "0.1.0")
+	cmd := exec.Command("../../packaging/deb/build.sh", out, "0.2.0")
 	cmd.Env = cleanEnv()
 	b, err := cmd.Output()
 	if err != nil {

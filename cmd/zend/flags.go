@@ -81,11 +81,15 @@ func usage(w io.Writer) {
 commands:
   run       serve in the foreground (logs to stderr unless log.file is set)
   start     run as a daemon; returns when it serves (0) or failed (1)
-  stop      stop the daemon, waiting for its graceful drain (0, also if not running)
+  stop      stop the daemon, waiting for its graceful drain (0, also if not
+            running; 1 if the pid in the pidfile cannot be proven to be zend)
   restart   stop, then start
   reload    check the configuration, then make the daemon reload it (0 ok,
             1 invalid or refused, 7 not running)
-  status    is the daemon running? (0 running, 1 dead with a pidfile, 3 not running)
+  reopen    make the daemon reopen its log file, for logrotate (0 signalled,
+            7 not running)
+  status    is the daemon running? (0 running, 1 dead with a pidfile, 3 not
+            running, 4 unknown: the configuration or pidfile cannot be read)
   upgrade   start the binary on disk in the daemon's place, handing it the
             listening sockets; the old one drains (0 done, 1 failed: the old
             one keeps serving, 7 not running). Also on SIGUSR2.

@@ -2,7 +2,7 @@
 //
 //	zend [-c FILE] [flags] run       serve in the foreground, log to stderr
 //	zend [-c FILE] [flags] start     daemonise; return when serving
-//	zend [-c FILE] stop|restart|reload|status|upgrade
+//	zend [-c FILE] stop|restart|reload|reopen|status|upgrade
 //	zend [-c FILE] [flags] check     validate and print the effective config
 //	zend version
 //
@@ -73,6 +73,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdStatus(g, stdout)
 	case "upgrade":
 		return cmdUpgrade(g, stdout)
+	case "reopen":
+		return cmdReopen(g)
 	case "version":
 		fmt.Fprintln(stdout, "zend", version())
 		return nil

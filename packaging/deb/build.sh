@@ -3,13 +3,13 @@
 #
 #   packaging/deb/build.sh [OUTDIR] [VERSION]
 #
-# writes OUTDIR/zend_VERSION_ARCH.deb (default: ./dist, version 0.1.0) and
+# writes OUTDIR/zend_VERSION_ARCH.deb (default: ./dist, version 0.2.0) and
 # prints its path. Needs Go and dpkg-deb; run from anywhere in the tree.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 out=${1:-$top/dist}
-version=${2:-0.1.0}
+version=${2:-0.2.0}
 arch=$(dpkg --print-architecture)
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
@@ -37,7 +37,9 @@ done
 # package creates.
 sed -e 's/^user = ""/user = "zend"/' -e 's/^group = ""/group = "zend"/' etc/zend.toml >"$root/etc/zend.toml"
 grep -q '^user = "zend"' "$root/etc/zend.toml" || { echo "build.sh: cannot set daemon.user in etc/zend.toml" >&2; exit 1; }
-install -m 0644 packaging/logrotate/zend "$root/etc/logrotate.d/zend"
+# zend rotates its own log by size: logrotate's snippet for it is an
+# example, not a conffile (one rotation owner).
+install -m 0644 packaging/logrotate/zend.example "$root/usr/share/doc/zend/examples/logrotate-zend"
 install -m 0644 packaging/logrotate/in-zen "$root/etc/logrotate.d/in-zen"
 install -m 0644 packaging/systemd/* "$root/lib/systemd/system/"
 install -m 0644 packaging/inetd/inetd.conf "$root/usr/share/doc/zend/examples/inetd.conf"
@@ -55,8 +57,8 @@ install -d -m 0755 "$root/usr/share/lintian/overrides"
 install -m 0644 "$here/lintian-overrides" "$root/usr/share/lintian/overrides/zend"
 
 # Maintainer scripts and control files.
-for s in postinst prerm postrm; do install -m 0755 "$here/$s" "$root/DEBIAN/$s"; done
-printf '/etc/zend.toml\n/etc/logrotate.d/zend\n/etc/logrotate.d/in-zen\n' >"$root/DEBIAN/conffiles"
+for s in preinst postinst prerm postrm; do install -m 0755 "$here/$s" "$root/DEBIAN/$s"; done
+printf '/etc/zend.toml\n/etc/logrotate.d/in-zen\n' >"$root/DEBIAN/conffiles"
 size=$(du -sk --exclude=DEBIAN "$root" | cut -f1)
 sed -e "s/@VERSION@/$version/" -e "s/@ARCH@/$arch/" -e "s/@SIZE@/$size/" "$here/control" >"$root/DEBIAN/control"
 
