@@ -153,7 +153,7 @@ func (in *instance) loop(ctx context.Context, sigc <-chan os.Signal) error {
 			case syscall.SIGUSR2:
 				switch {
 				case in.upgrader == nil:
-					in.log.Warn("SIGUSR2 (upgrade) needs a daemon started with zend start; under systemd use zend.socket and restart")
+					in.log.Warn("SIGUSR2 (upgrade) needs a daemon started with zend start; under zend run (supervisord, zend-notify.service, a container) restart instead")
 				case stopping || in.upgrader.busy:
 					in.log.Warn("upgrade already under way or stopping, SIGUSR2 ignored")
 				default:

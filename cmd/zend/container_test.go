@@ -205,6 +205,43 @@ func TestDebianPackageUnderSystemd(t *testing.T) {
 	if a := askOnce(t, addr, "Now is better than never?"); a != "Although never is often better than right now." {
 		t.Errorf("after systemctl reload: %q", a)
 	}
+	// zend upgrade under zend.service (Type=forking, PIDFile=): the old
+	// daemon writes the new pid into the pidfile before it exits, so
+	// systemd follows the new main process; nothing restarts and no
+	// conversation fails.
+	restarts := c.must("systemctl", "show", "-p", "NRestarts", "--value", "zend.service")
+	ld := startLoad(4, func() error { return askThree(addr) })
+	c.must("/usr/sbin/zend", "-c", "/etc/zend.toml", "upgrade")
+	upgraded := c.sh("cat /run/zend/zend.pid")
+	if upgraded == pid {
+		t.Fatalf("the pidfile still names %s after the upgrade", pid)
+	}
+	var main string
+	for end := time.Now().Add(30 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		main = c.must("systemctl", "show", "-p", "MainPID", "--value", "zend.service")
+		if _, code := c.exec("test", "-e", "/proc/"+pid); main == upgraded && code != 0 {
+			break
+		}
+	}
+	asked, refused, errs := ld.halt()
+	t.Logf("zend upgrade under systemd: %d conversations, %d failed %v", asked, refused, errs)
+	if refused != 0 {
+		t.Errorf("%d of %d conversations failed across zend upgrade", refused, asked)
+	}
+	if main != upgraded {
+		t.Errorf("systemd's MainPID is %s, the pidfile names %s", main, upgraded)
+	}
+	if st := c.must("systemctl", "show", "-p", "ActiveState", "--value", "zend.service"); st != "active" {
+		t.Errorf("zend.service is %s after the upgrade", st)
+	}
+	if r := c.must("systemctl", "show", "-p", "NRestarts", "--value", "zend.service"); r != restarts {
+		t.Errorf("systemd restarted zend.service during the upgrade: NRestarts %s -> %s", restarts, r)
+	}
+	if uid := c.sh("ps -o user= -p " + upgraded); uid != "zend" {
+		t.Errorf("the upgraded daemon runs as %q, want zend", uid)
+	}
+	pid = upgraded
+
 	// kill -9: Restart=on-failure brings it back.
 	c.must("kill", "-9", pid)
 	pid2 := c.waitActive("zend.service", pid)
@@ -242,12 +279,12 @@ func TestDebianPackageUnderSystemd(t *testing.T) {
 	c.must("systemctl", "start", "zend.socket")
 	client(t, addr) // activates zend.service
 	c.waitActive("zend.service", "")
-	ld := startLoad(4, func() error { return askOnceErr(addr, "Simple is better than?") })
+	ld = startLoad(4, func() error { return askOnceErr(addr, "Simple is better than?") })
 	time.Sleep(200 * time.Millisecond)
 	c.must("systemctl", "restart", "zend.service")
 	c.waitActive("zend.service", "")
 	time.Sleep(200 * time.Millisecond)
-	asked, refused, _ := ld.halt()
+	asked, refused, _ = ld.halt()
 	if refused != 0 {
 		t.Errorf("%d of %d conversations failed across a restart with socket activation", refused, asked)
 	}
