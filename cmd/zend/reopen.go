@@ -20,4 +20,3 @@ func cmdReopen(g *global) error {
 	}
 	return err
 }
-
