@@ -158,10 +158,15 @@ func assemble(ctx context.Context, src config.Source, l launch) (err error) {
 			return fail(err)
 		}
 	}
-	released := false
+	var in *instance
 	defer func() {
-		if pf != nil && !released {
-			pf.Close()
+		// A daemon that failed to start, or stopped, empties (and where it
+		// may, removes) the pidfile when it names this process; one that
+		// handed over to the new daemon of an upgrade leaves it alone.
+		if pf != nil && (in == nil || !in.handedOver()) {
+			if err := pf.Release(os.Getpid()); err != nil {
+				log.Warn("cannot empty the pidfile", "err", err.Error())
+			}
 		}
 	}()
 
@@ -219,7 +224,7 @@ func assemble(ctx context.Context, src config.Source, l launch) (err error) {
 		return fail(errors.New("chdir /: failed"))
 	}
 
-	in := &instance{src: src, defLog: defLog, sink: sink, log: log, svc: svc, started: time.Now()}
+	in = &instance{src: src, defLog: defLog, sink: sink, log: log, svc: svc, started: time.Now()}
 	in.setConfig(cfg, cfg, nil)
 	if l.handoff != nil {
 		in.upgradeRes = UpgradeResult{Gen: 1, OK: true, NewPid: os.Getpid(), At: in.started}
@@ -247,14 +252,7 @@ func assemble(ctx context.Context, src config.Source, l launch) (err error) {
 		"addrs", fmt.Sprint(svc.Addrs()), "pidfile", pidfilePath, "user", userName(cred))
 	l.ready(in)
 
-	err = in.loop(ctx, sigc)
-	if pf != nil && !in.handedOver() {
-		released = true
-		if rerr := pf.Release(os.Getpid()); rerr != nil {
-			log.Warn("cannot empty the pidfile", "err", rerr.Error())
-		}
-	}
-	return err
+	return in.loop(ctx, sigc)
 }
 
 // prepareLogDir readies the log folder before the privilege drop. With a

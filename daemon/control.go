@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/user"
@@ -147,18 +148,53 @@ func (c *control) close() {
 // QueryStatus asks the daemon behind the control socket at path for its
 // status.
 func QueryStatus(path string) (Status, error) {
+	st, _, err := queryStatus(path)
+	return st, err
+}
+
+// queryStatus asks the daemon behind the control socket at path for its
+// status, and returns with it the pid of the process that answered, as
+// the kernel attests it (SO_PASSCRED: a process cannot claim another's pid
+// without CAP_SYS_ADMIN, which the daemon does not have).
+func queryStatus(path string) (Status, int, error) {
 	var st Status
 	conn, err := net.DialTimeout("unix", path, 2*time.Second)
 	if err != nil {
-		return st, fmt.Errorf("control socket: %w", err)
+		return st, 0, fmt.Errorf("control socket: %w", err)
 	}
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := conn.Write([]byte("status\n")); err != nil {
-		return st, fmt.Errorf("control socket: %w", err)
+	uc := conn.(*net.UnixConn)
+	if err := passCred(uc); err != nil {
+		return st, 0, fmt.Errorf("control socket: %w", err)
 	}
-	if err := json.NewDecoder(conn).Decode(&st); err != nil {
-		return st, fmt.Errorf("control socket: %w", err)
+	uc.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := uc.Write([]byte("status\n")); err != nil {
+		return st, 0, fmt.Errorf("control socket: %w", err)
 	}
-	return st, nil
+	var (
+		body []byte
+		pid  int
+		buf  = make([]byte, 4096)
+		oob  = make([]byte, 128)
+	)
+	for {
+		n, oobn, _, _, err := uc.ReadMsgUnix(buf, oob)
+		body = append(body, buf[:n]...)
+		if pid == 0 && oobn > 0 {
+			pid = senderPid(oob[:oobn])
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			return st, 0, fmt.Errorf("control socket: %w", err)
+		}
+		if n == 0 {
+			break
+		}
+	}
+	if err := json.Unmarshal(body, &st); err != nil {
+		return st, 0, fmt.Errorf("control socket: %w", err)
+	}
+	return st, pid, nil
 }

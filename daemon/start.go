@@ -181,6 +181,14 @@ func startParent(opts StartOptions) error {
 		if pid > 0 && errors.Is(err, errReadyTimeout) {
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
+		if pid > 0 {
+			waitGone(pid, 10*time.Second) // it exits right after its report
+		}
+		// A daemon that failed after dropping privileges could only
+		// empty its pidfile: nothing may be left behind.
+		if st, _, cerr := CheckPidfile(pidfile); cerr == nil && st != Running {
+			removeLeftovers(pidfile)
+		}
 		return err
 	}
 	fmt.Fprintf(opts.Stdout, "zend started (pid %d)\n", pid)
@@ -203,6 +211,11 @@ func awaitReady(r *os.File, timeout time.Duration) (pid int, err error) {
 		case strings.HasPrefix(line, msgPid):
 			pid, _ = strconv.Atoi(strings.TrimPrefix(line, msgPid))
 		case line == msgReady:
+			// The daemon closes its end right after: wait for that, so
+			// that nobody sees the pipe still open in a daemon reported
+			// ready (daemon(7) step 1).
+			r.SetReadDeadline(time.Now().Add(5 * time.Second))
+			io.Copy(io.Discard, br)
 			return pid, nil
 		case strings.HasPrefix(line, msgError):
 			return pid, errors.New(strings.TrimPrefix(line, msgError))
@@ -401,9 +414,18 @@ func daemonStage(ctx context.Context, opts StartOptions) error {
 		stderr:  os.Stderr, // the readiness pipe until the log is open
 		handoff: h,
 		exe:     exe,
-		ready: func(*instance) {
+		ready: func(in *instance) {
 			fmt.Fprintln(ready, msgReady) // step 14: initialisation is complete
 			ready.Close()
+			if in.sink.Path() == "" {
+				// log.file = "-": stderr was the readiness pipe, which
+				// nobody reads any more (step 9).
+				if null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0); err == nil {
+					unix.Dup2(int(null.Fd()), 1)
+					unix.Dup2(int(null.Fd()), 2)
+					null.Close()
+				}
+			}
 		},
 		fail: fail,
 	})

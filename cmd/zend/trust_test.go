@@ -174,8 +174,17 @@ func TestRootFollowsNoUserLink(t *testing.T) {
 					}
 				}
 				d.zend(t, nil, "stop")
-			} else if !strings.Contains(errout, d.log) || !strings.Contains(errout, "permission denied") {
-				t.Errorf("start refused without naming the log and why: %q", errout)
+			} else {
+				if !strings.Contains(errout, d.log) || !strings.Contains(errout, "permission denied") {
+					t.Errorf("start refused without naming the log and why: %q", errout)
+				}
+				// A failed start leaves nothing behind.
+				if _, err := os.Stat(d.pidfile); !os.IsNotExist(err) {
+					t.Errorf("pidfile left after a failed start: %v", err)
+				}
+				if pids := processesWith(d.cfg); len(pids) > 0 {
+					t.Errorf("processes left after a failed start: %v", pids)
+				}
 			}
 			if got, _ := os.ReadFile(secret); !bytes.Equal(got, content) {
 				t.Errorf("root's file changed: %q", got)
