@@ -72,9 +72,16 @@ func creatable(dir string, mustTrust bool) error {
 			return err
 		}
 	}
-	if existing != dir {
-		if err := unix.Access(existing, unix.W_OK|unix.X_OK); err != nil {
-			return fmt.Errorf("cannot create %s in %s (as uid %d): %w", dir, existing, os.Geteuid(), err)
+	// Whether it can be created depends on who starts zend: root can
+	// (what is in the way was checked above); an ordinary user checking
+	// a file that root will start (ExecStartPre= of a unit with User=)
+	// is not told that it could not.
+	if existing != dir && os.Geteuid() != 0 {
+		var st unix.Stat_t
+		if unix.Stat(existing, &st) == nil && int(st.Uid) == os.Geteuid() {
+			if err := unix.Access(existing, unix.W_OK|unix.X_OK); err != nil {
+				return fmt.Errorf("cannot create %s in %s (as uid %d): %w", dir, existing, os.Geteuid(), err)
+			}
 		}
 	}
 	return nil
