@@ -317,7 +317,7 @@ func TestLogDiskFull(t *testing.T) {
 	dir := t.TempDir()
 	logDir := filepath.Join(dir, "log")
 	os.Mkdir(logDir, 0o755)
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", logDir).CombinedOutput(); err != nil {
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64k,mode=0755", "tmpfs", logDir).CombinedOutput(); err != nil {
 		t.Fatalf("mount tmpfs: %v %s", err, out)
 	}
 	t.Cleanup(func() { exec.Command("umount", "-l", logDir).Run() })
