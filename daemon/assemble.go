@@ -44,11 +44,13 @@ type launch struct {
 // listener, the control socket, the lock and the pidfile.
 type handoff struct {
 	lockFD, pidfileFD, controlFD int
+	// oldPid is the daemon this one upgrades.
+	oldPid int
 }
 
 // Descriptors an upgrade passes, by environment variable.
 const (
-	envUpgrade   = "_ZEND_UPGRADE"    // "1": started by a running daemon's upgrade
+	envUpgrade   = "_ZEND_UPGRADE"    // the pid of the daemon this one upgrades
 	envLockFD    = "_ZEND_LOCK_FD"    // the lock, flock'ed by the old daemon
 	envPidfileFD = "_ZEND_PIDFILE_FD" // the pidfile, open read-write
 	envControlFD = "_ZEND_CONTROL_FD" // the control socket's listener
@@ -59,12 +61,16 @@ const (
 // takeHandoff reads (and removes) the upgrade variables: nil when this
 // process was not started by an upgrade.
 func takeHandoff() (*handoff, error) {
-	up := os.Getenv(envUpgrade) == "1"
+	v := os.Getenv(envUpgrade)
 	os.Unsetenv(envUpgrade)
-	if !up {
+	if v == "" {
 		return nil, nil
 	}
-	h := &handoff{}
+	old, err := strconv.Atoi(v)
+	if err != nil || old < 2 {
+		return nil, fmt.Errorf("upgrade: %s=%q is not the pid of a running zend", envUpgrade, v)
+	}
+	h := &handoff{oldPid: old}
 	for _, v := range []struct {
 		name string
 		fd   *int
@@ -127,6 +133,9 @@ func assemble(ctx context.Context, src config.Source, l launch) (err error) {
 	}
 	switch {
 	case cred == nil:
+	case cred.uid == 0:
+		log.Warn("daemon.user is root: zend keeps every privilege (its log then goes only where only root can write)", "user", cfg.Daemon.User)
+		cred = nil
 	case os.Geteuid() == 0:
 	case os.Geteuid() == cred.uid:
 		cred = nil // already that user: started by it, or an upgrade
@@ -228,6 +237,7 @@ func assemble(ctx context.Context, src config.Source, l launch) (err error) {
 	in.setConfig(cfg, cfg, nil)
 	if l.handoff != nil {
 		in.upgradeRes = UpgradeResult{Gen: 1, OK: true, NewPid: os.Getpid(), At: in.started}
+		in.orphaned = watchExit(l.handoff.oldPid)
 	}
 	sigc, stopSignals := notifySignals()
 	defer stopSignals()
@@ -274,8 +284,11 @@ func prepareLogDir(dir string, cred *credential) error {
 		d.close()
 		return nil
 	}
-	if _, err := os.Lstat(dir); !errors.Is(err, os.ErrNotExist) {
-		return nil
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err == nil {
+		return othersCannotWrite(dir, &st, cred)
+	} else if !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("log folder: %w", err)
 	}
 	if _, err := resolveTrusted(filepath.Dir(dir), 0); err != nil {
 		return nil // not root's to create: the user creates it after the drop
@@ -287,6 +300,21 @@ func prepareLogDir(dir string, cred *credential) error {
 		return fmt.Errorf("give the log folder to %s: %w", cred.user, err)
 	}
 	return os.Chmod(dir, 0o750)
+}
+
+// othersCannotWrite checks that only root and cred's user and group can
+// create files in the log folder: anyone else could plant the log file
+// (their own, or a FIFO) before the daemon opens it.
+func othersCannotWrite(dir string, st *unix.Stat_t, cred *credential) error {
+	switch {
+	case st.Mode&0o002 != 0:
+		return fmt.Errorf("log folder %s (mode %04o): %w: every user can create files in it; choose a folder only root and %s can write", dir, st.Mode&0o7777, ErrUntrusted, cred.user)
+	case st.Mode&0o020 != 0 && st.Gid != 0 && int(st.Gid) != cred.gid:
+		return fmt.Errorf("log folder %s (mode %04o, gid %d): %w: group %d can create files in it; choose a folder only root and %s can write", dir, st.Mode&0o7777, st.Gid, ErrUntrusted, st.Gid, cred.user)
+	case st.Uid != 0 && int(st.Uid) != cred.uid:
+		return fmt.Errorf("log folder %s: %w: owned by uid %d, neither root nor %s", dir, ErrUntrusted, st.Uid, cred.user)
+	}
+	return nil
 }
 
 // controlFrom serves the control socket listener a running daemon passed

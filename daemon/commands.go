@@ -75,10 +75,10 @@ func Stop(src config.Source, stderr io.Writer) error {
 		return err
 	}
 	pid := d.pid
-	if !waitGone(pid, drain+10*time.Second) {
+	if !d.wait(drain + 10*time.Second) {
 		fmt.Fprintf(stderr, "zend: pid %d still running %v after SIGTERM, killing it\n", pid, drain+10*time.Second)
 		d.signal(syscall.SIGKILL)
-		if !waitGone(pid, 10*time.Second) {
+		if !d.wait(10 * time.Second) {
 			return fmt.Errorf("pid %d survived SIGKILL", pid)
 		}
 	}

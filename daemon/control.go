@@ -179,7 +179,9 @@ func queryStatus(path string) (Status, int, error) {
 	)
 	for {
 		n, oobn, _, _, err := uc.ReadMsgUnix(buf, oob)
-		body = append(body, buf[:n]...)
+		if n > 0 {
+			body = append(body, buf[:n]...)
+		}
 		if pid == 0 && oobn > 0 {
 			pid = senderPid(oob[:oobn])
 		}

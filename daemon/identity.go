@@ -3,7 +3,9 @@ package daemon
 import (
 	"errors"
 	"fmt"
+	"os"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -50,6 +52,57 @@ func proveDaemon(pidfile string, pid int) (*daemonProc, error) {
 		return nil, fmt.Errorf("pidfile %s names pid %d, but pid %d answers on the daemon's control socket: %w", pidfile, pid, answered, ErrUnproven)
 	}
 	return p, nil
+}
+
+// wait waits up to d for the proven process to exit, through its pidfd
+// when there is one (a reused pid cannot keep it waiting), else by pid.
+func (p *daemonProc) wait(d time.Duration) bool {
+	if p.pidfd < 0 {
+		return waitGone(p.pid, d)
+	}
+	end := time.Now().Add(d)
+	fds := []unix.PollFd{{Fd: int32(p.pidfd), Events: unix.POLLIN}}
+	for {
+		left := time.Until(end)
+		if left <= 0 {
+			return false
+		}
+		n, err := unix.Poll(fds, int(left.Milliseconds())+1)
+		if err == nil && n > 0 {
+			return true
+		}
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			return waitGone(p.pid, left)
+		}
+	}
+}
+
+// watchExit returns a channel closed when pid exits (at once when it is
+// already gone), watched through a pidfd, or by the parent pid changing
+// where there are none (pid is this process's parent then).
+func watchExit(pid int) <-chan struct{} {
+	ch := make(chan struct{})
+	fd, err := unix.PidfdOpen(pid, 0)
+	go func() {
+		defer close(ch)
+		switch {
+		case err == nil:
+			defer unix.Close(fd)
+			fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+			for {
+				if n, err := unix.Poll(fds, -1); (err == nil && n > 0) || (err != nil && !errors.Is(err, unix.EINTR)) {
+					return
+				}
+			}
+		case errors.Is(err, unix.ESRCH):
+			return
+		default:
+			for os.Getppid() == pid {
+				time.Sleep(200 * time.Millisecond)
+			}
+		}
+	}()
+	return ch
 }
 
 // signal sends sig to the proven process.

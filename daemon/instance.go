@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -31,6 +32,9 @@ type instance struct {
 
 	// upgrader starts a successor on SIGUSR2; nil under "zend run".
 	upgrader *upgrader
+	// orphaned is closed when the daemon this one upgraded has exited;
+	// nil unless started by an upgrade.
+	orphaned <-chan struct{}
 
 	mu         sync.Mutex     // guards what follows, read by the control socket and metrics
 	cfg        *config.Config // in force
@@ -119,6 +123,10 @@ func (in *instance) loop(ctx context.Context, sigc <-chan os.Signal) error {
 			return
 		}
 		stopping = true
+		if in.upgrader != nil && in.upgrader.busy {
+			in.log.Warn("stopping during an upgrade: the new daemon is stopped too", "new_pid", in.upgrader.child)
+			in.upgrader.abandon()
+		}
 		timeout := in.config().Limits.ShutdownTimeout.D()
 		in.tell(sdStopping, fmt.Sprintf("STATUS=draining %d conversations (at most %v)", in.svc.Stats().Open, timeout))
 		in.log.Info("shutting down", "reason", why, "open", in.svc.Stats().Open, "drain_timeout", timeout.String())
@@ -172,9 +180,18 @@ func (in *instance) loop(ctx context.Context, sigc <-chan os.Signal) error {
 			}
 		case o := <-upgraded:
 			upgraded = nil
+			if stopping && o.err == nil {
+				o.err = errors.New("this daemon was told to stop during the upgrade: the new one was stopped")
+			}
 			if in.upgradeDone(o) {
 				stop("upgraded to pid " + strconv.Itoa(o.pid))
 			}
+		case <-in.orphaned:
+			// The daemon this one upgraded is gone: whether or not it
+			// handed over, this one serves now, and the pidfile must say
+			// so.
+			in.orphaned = nil
+			in.adoptPidfile()
 		case <-done:
 			done = nil
 			stop("context ended")
@@ -245,4 +262,19 @@ func notifySignals() (chan os.Signal, func()) {
 	sigc := make(chan os.Signal, 8)
 	signal.Notify(sigc, signals...)
 	return sigc, func() { signal.Stop(sigc) }
+}
+
+// adoptPidfile makes the pidfile name this daemon, once the daemon it
+// upgraded has exited: that one writes the new pid before it drains, but
+// one killed between the new daemon's report and its hand-over could not.
+func (in *instance) adoptPidfile() {
+	pf := in.upgrader.pf
+	if got, err := readPidFrom(pf.file); err == nil && got == os.Getpid() {
+		return
+	}
+	if err := pf.Rewrite(os.Getpid()); err != nil {
+		in.log.Error("the daemon this one upgraded exited without handing over, and the pidfile cannot be rewritten", "err", err.Error())
+		return
+	}
+	in.log.Warn("the daemon this one upgraded exited without handing over: the pidfile names this one now")
 }

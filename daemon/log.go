@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -32,12 +33,26 @@ func openAppend(path string) (*os.File, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("create log folder: %w", err)
 	}
-	flags := os.O_WRONLY | os.O_CREATE | os.O_APPEND
+	// O_NONBLOCK: a FIFO planted at the name must not stall the open
+	// (and with it every connection that logs); anything but a regular
+	// file is refused.
+	flags := os.O_WRONLY | os.O_CREATE | os.O_APPEND | syscall.O_NONBLOCK
 	if os.Geteuid() == 0 {
 		flags |= syscall.O_NOFOLLOW
 	}
 	f, err := os.OpenFile(path, flags, 0o640)
+	if errors.Is(err, syscall.ENXIO) {
+		return nil, fmt.Errorf("open log file %s: not a regular file (a FIFO nobody reads)", path)
+	}
 	if err != nil {
+		return nil, fmt.Errorf("open log file: %w", err)
+	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("open log file %s: not a regular file", path)
+	}
+	if err := syscall.SetNonblock(int(f.Fd()), false); err != nil {
+		f.Close()
 		return nil, fmt.Errorf("open log file: %w", err)
 	}
 	return f, nil

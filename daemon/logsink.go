@@ -64,6 +64,7 @@ type logSink struct {
 	ino      uint64             // the current file's inode
 	checked  time.Time          // last check of the path against the open file
 	failing  error              // the last write error, reported once it clears
+	cut      bool               // a failed write left part of a record
 	reopenAt time.Time          // when a failed reopen was last reported
 }
 
@@ -231,12 +232,22 @@ func (s *logSink) Write(p []byte) (int, error) {
 			s.reopenLocked()
 		}
 	}
+	if s.cut {
+		// The last failed write left part of a record: end its line,
+		// so the next record starts on its own.
+		if k, err := s.lj.Write([]byte("\n")); err == nil {
+			s.size += int64(k)
+			s.cut = false
+		}
+	}
 	rotates := s.size+int64(len(p)) > int64(s.lj.MaxSize)*1024*1024
 	n, err := s.lj.Write(p)
 	if err != nil {
 		if s.failing == nil {
 			s.failing = err
 		}
+		s.size += int64(n)
+		s.cut = s.cut || (n > 0 && p[n-1] != '\n')
 		return n, err
 	}
 	if rotates {

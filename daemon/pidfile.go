@@ -271,7 +271,13 @@ func lockHeld(path string) (bool, error) {
 		}
 		return false, fmt.Errorf("lock %s: %w", path, err)
 	}
-	inProc, procOK := procLocksHold(&st)
+	// /proc/locks is read in pieces, not as one snapshot: a line can be
+	// missed while other processes take and drop locks. A lock seen once
+	// is held; one missed is looked for again.
+	var inProc, procOK bool
+	for try := 0; try < 5 && !inProc; try++ {
+		inProc, procOK = procLocksHold(&st)
+	}
 	if inProc {
 		return true, nil
 	}

@@ -29,8 +29,8 @@ func Preflight(cfg *config.Config) error {
 	if err != nil {
 		errs = append(errs, err)
 	}
-	if cred != nil && os.Geteuid() != 0 {
-		cred = nil // not root: the daemon runs as this user (and says so)
+	if cred != nil && (os.Geteuid() != 0 || cred.uid == 0) {
+		cred = nil // nothing to drop: the daemon runs as this user
 	}
 	pidDir := filepath.Dir(cfg.Abs(cfg.Daemon.Pidfile))
 	if err := creatable(pidDir, true); err != nil {
@@ -113,6 +113,9 @@ func logDirUsable(dir string, cred *credential) error {
 			return nil
 		}
 		return fmt.Errorf("%s does not exist and its parent is not root's: create it, owned by %s", dir, cred.user)
+	}
+	if err := othersCannotWrite(dir, &st, cred); err != nil {
+		return err
 	}
 	switch {
 	case int(st.Uid) == cred.uid && st.Mode&0o300 == 0o300:

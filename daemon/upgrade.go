@@ -45,6 +45,8 @@ type upgrader struct {
 	ctl  *control
 	ms   *metricsServer
 	busy bool
+	// child is the new daemon while an upgrade is under way, 0 otherwise.
+	child int
 }
 
 // upgradeOutcome is what a started upgrade reports to the loop.
@@ -83,7 +85,7 @@ func (u *upgrader) start(in *instance) <-chan upgradeOutcome {
 		files = append(files, uintptr(fd))
 		fds = append(fds, strconv.Itoa(len(files)-1))
 	}
-	env := append(os.Environ(), envStage+"=2", envReadyFD+"=3", envUpgrade+"=1")
+	env := append(os.Environ(), envStage+"=2", envReadyFD+"=3", envUpgrade+"="+strconv.Itoa(os.Getpid()))
 	if len(fds) > 0 {
 		env = append(env, envListenFDs+"="+strings.Join(fds, ","))
 	}
@@ -124,6 +126,7 @@ func (u *upgrader) start(in *instance) <-chan upgradeOutcome {
 		r.Close()
 		return fail(fmt.Errorf("start %s: %w", u.exe, err))
 	}
+	u.child = pid
 	go func() {
 		defer r.Close()
 		got, err := awaitReady(r, 30*time.Second)
@@ -152,9 +155,19 @@ func (u *upgrader) handOver(newPid int) error {
 	return err
 }
 
+// abandon kills the new daemon of an upgrade under way: this daemon is
+// stopping, and a successor nobody hands over to would serve on with a
+// pidfile that does not name it.
+func (u *upgrader) abandon() {
+	if u.child > 0 {
+		syscall.Kill(u.child, syscall.SIGKILL)
+	}
+}
+
 // upgradeDone records an outcome; true means hand over and drain.
 func (in *instance) upgradeDone(o upgradeOutcome) bool {
 	in.upgrader.busy = false
+	in.upgrader.child = 0
 	in.mu.Lock()
 	in.upgradeRes.Gen++
 	in.upgradeRes.At = time.Now()

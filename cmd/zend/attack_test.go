@@ -340,6 +340,13 @@ func TestLogDiskFull(t *testing.T) {
 		askOnceTry(addr, "Simple is better than?")
 		b, _ := os.ReadFile(logf)
 		if strings.Contains(string(b), "log writes failed before this line") {
+			// A record cut by the full disk ends its own line: the next
+			// one starts on a line of its own.
+			for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+				if !strings.HasPrefix(line, "time=") || strings.Count(line, "time=2") != 1 {
+					t.Errorf("a record runs into another: %q", line)
+				}
+			}
 			break
 		}
 		if time.Now().After(end) {

@@ -445,6 +445,19 @@ func TestCheckWhatStartNeeds(t *testing.T) {
 		{"log folder", "[log]\nfile = \"blocker/zend.log\"\n", func(t *testing.T, d *daemonEnv) {
 			os.WriteFile(filepath.Join(d.dir, "blocker"), nil, 0o644)
 		}, "blocker"},
+		// daemon.user = "root" drops nothing: root's log rules hold, and a
+		// folder others can write is refused.
+		{"root as daemon.user", "[daemon]\nuser = \"root\"\n[log]\nfile = \"open/zend.log\"\n", func(t *testing.T, d *daemonEnv) {
+			os.Mkdir(filepath.Join(d.dir, "open"), 0o777)
+			os.Chmod(filepath.Join(d.dir, "open"), 0o777)
+		}, "lets group or others"},
+		// A log folder every user can create files in (/tmp-like), with
+		// a user to drop to: another user could plant the log file.
+		{"sticky log folder", "[daemon]\nuser = \"nobody\"\n[log]\nfile = \"tmp/zend.log\"\n", func(t *testing.T, d *daemonEnv) {
+			os.Mkdir(filepath.Join(d.dir, "tmp"), 0o777)
+			os.Chmod(filepath.Join(d.dir, "tmp"), os.ModeSticky|0o777)
+			openDirs(d.dir)
+		}, "every user can create files in it"},
 		// A listen address that does not resolve.
 		{"listen", "[server]\nlisten = [\"no-such-host.invalid:1060\"]\n", nil, "no-such-host.invalid"},
 	}
@@ -521,5 +534,109 @@ func TestReloadKeepsRestartOnlyKeys(t *testing.T) {
 	}
 	if after := goroutines(); after > before+5 {
 		t.Errorf("goroutines %d before 60 reloads, %d after", before, after)
+	}
+}
+
+// TestUpgradeRacingStop: a daemon told to stop (or killed) while its
+// upgrade is under way leaves either nothing running or a daemon the
+// tools see and can stop: never one that no tool can prove.
+func TestUpgradeRacingStop(t *testing.T) {
+	a := newAttacker(t)
+	for _, tc := range []struct {
+		name  string
+		sig   syscall.Signal
+		delay time.Duration
+	}{
+		// SIGTERM right after SIGUSR2: the new daemon is stopped too.
+		{"term", syscall.SIGTERM, 0},
+		// SIGKILL right after SIGUSR2, and a little later: a new daemon
+		// that serves adopts the pidfile.
+		{"kill", syscall.SIGKILL, 0},
+		{"kill later", syscall.SIGKILL, 30 * time.Millisecond},
+		{"kill after ready", syscall.SIGKILL, 150 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := newUserDaemonEnv(t, a, "[limits]\nshutdown_timeout = \"2s\"\n")
+			pid := d.start(t)
+			syscall.Kill(pid, syscall.SIGUSR2)
+			if tc.delay > 0 {
+				time.Sleep(tc.delay) // the race under test, not synchronisation
+			}
+			syscall.Kill(pid, tc.sig)
+			for end := time.Now().Add(15 * time.Second); time.Now().Before(end) && procStat(pid) != nil && procStat(pid)[0] != "Z"; {
+				time.Sleep(10 * time.Millisecond)
+			}
+			// Whatever still runs must be the one the pidfile names, and
+			// stop must stop it.
+			var left []int
+			for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+				left = processesWith(d.cfg)
+				if len(left) == 0 {
+					break
+				}
+				if p, _ := os.ReadFile(d.pidfile); len(left) == 1 && strings.TrimSpace(string(p)) == strconv.Itoa(left[0]) {
+					break
+				}
+			}
+			if len(left) > 0 {
+				out, _, code := d.zend(t, nil, "status")
+				if code != 0 || !strings.Contains(out, fmt.Sprintf("zend is running (pid %d)", left[0])) {
+					t.Errorf("a daemon runs (%v) that status does not see: exit %d %q", left, code, out)
+				}
+				if _, errout, code := d.zend(t, nil, "stop"); code != 0 {
+					t.Errorf("stop: exit %d %q", code, errout)
+				}
+			}
+			if left := processesWith(d.cfg); len(left) > 0 {
+				t.Errorf("processes left: %v\nlog:\n%s", left, d.readLog())
+			}
+		})
+	}
+}
+
+// TestHungDaemonIsNotAPanic: a daemon that does not answer on its control
+// socket (stopped) makes status report what it knows and stop refuse,
+// never crash.
+func TestHungDaemonIsNotAPanic(t *testing.T) {
+	d := newDaemonEnv(t, "")
+	pid := d.start(t)
+	syscall.Kill(pid, syscall.SIGSTOP)
+	defer syscall.Kill(pid, syscall.SIGCONT)
+	out, errout, code := d.zend(t, nil, "status")
+	if code != 0 || strings.Contains(errout, "panic") || !strings.Contains(out, "no details") {
+		t.Errorf("status of a stopped daemon: exit %d %q %q", code, out, errout)
+	}
+	_, errout, code = d.zend(t, nil, "stop")
+	if code != 1 || strings.Contains(errout, "panic") || !strings.Contains(errout, "cannot prove") {
+		t.Errorf("stop of a stopped daemon: exit %d %q", code, errout)
+	}
+	syscall.Kill(pid, syscall.SIGCONT)
+	if _, errout, code := d.zend(t, nil, "stop"); code != 0 {
+		t.Fatalf("stop: %s", errout)
+	}
+}
+
+// TestFifoAtTheLog: the daemon's user puts a FIFO where the log was, or
+// where it will be: the daemon neither hangs nor stops answering.
+func TestFifoAtTheLog(t *testing.T) {
+	a := newAttacker(t)
+	d := newUserDaemonEnv(t, a, "")
+	d.start(t)
+	if out, code := a.sh(t, fmt.Sprintf("mv %s %s.moved && mkfifo -m 600 %s", d.log, d.log, d.log)); code != 0 {
+		t.Fatalf("mkfifo: %s", out)
+	}
+	// Past the once-a-second check: every question is still answered.
+	for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end); {
+		if got := askOnce(t, d.addr, "Beautiful is better than?"); got != "Ugly." {
+			t.Fatalf("answer %q", got)
+		}
+	}
+	if _, errout, code := d.zend(t, nil, "stop"); code != 0 {
+		t.Fatalf("stop: %s", errout)
+	}
+	// A FIFO there before start: start fails at once, saying why.
+	_, errout, code := d.zend(t, nil, "start")
+	if code != 1 || !strings.Contains(errout, "not a regular file") {
+		t.Errorf("start with a FIFO at the log: exit %d %q", code, errout)
 	}
 }
