@@ -154,6 +154,13 @@ func TestBounds(t *testing.T) {
 			fmt.Sprintf("zend.toml:2: server.workers: %d: allowed is 0 (automatic: 4 for pool, one per CPU for eventloop) to %d on this machine (4 per CPU for its %d CPUs, but no less than 64 and no more than 1024: each eventloop worker is an OS thread)", maxWorkers+1, maxWorkers, runtime.NumCPU())},
 		// The issue's value: 100,000 eventloop threads would abort Go.
 		{"workers 100000", "[server]\nengine = \"eventloop\"\nworkers = 100000\n", "zend.toml:3: server.workers: 100000: allowed is 0"},
+		// A pidfile that names a folder: start would make it and write
+		// "zend-nu4" inside, and no command could read it after.
+		{"pidfile folder", "[daemon]\npidfile = \"/run/zend/\"\n", `zend.toml:2: daemon.pidfile: "/run/zend/" names a folder`},
+		// A pidfile named like the lock beside it.
+		{"pidfile .lock", "[daemon]\npidfile = \"/run/zend/zend.lock\"\n", `zend.toml:2: daemon.pidfile: "/run/zend/zend.lock": the lock (.lock) and the control socket (.sock) take the pidfile's name`},
+		// A log file that names a folder.
+		{"log.file folder", "[log]\nfile = \"/var/log/zend/\"\n", `zend.toml:2: log.file: "/var/log/zend/" names a folder`},
 		// The largest backlog the kernel keeps.
 		{"backlog at the bound", "[server]\nbacklog = 65535\n", ""},
 		// One more would wrap to 0 on kernels that keep it in 16 bits.

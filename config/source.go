@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"strings"
 
@@ -99,8 +100,14 @@ func (s Source) Pidfile() (string, error) {
 		c = fc
 	case errors.Is(lerr, fs.ErrNotExist) && !explicit:
 	case errors.Is(lerr, ErrInvalid):
-		// Broken content: the pidfile key may still be readable below.
-		if p, ok := rawPidfile(path); ok {
+		// Broken content: the pidfile key may still be readable; when
+		// the file does not even parse, guessing the default pidfile
+		// could make "zend stop" believe nothing runs.
+		p, ok, perr := rawPidfile(path)
+		if perr != nil {
+			return "", fmt.Errorf("cannot find daemon.pidfile in a file that does not parse: %w", lerr)
+		}
+		if ok {
 			c.Daemon.Pidfile = p
 			c.Path = path
 		}
@@ -121,17 +128,15 @@ func (s Source) Pidfile() (string, error) {
 	return c.Abs(c.Daemon.Pidfile), nil
 }
 
-// rawPidfile reads daemon.pidfile from a file that does not validate, if
-// its TOML at least parses.
-func rawPidfile(path string) (string, bool) {
-	var raw struct {
-		Daemon struct {
-			Pidfile any `toml:"pidfile"`
-		} `toml:"daemon"`
-	}
+// rawPidfile reads daemon.pidfile from a file that does not validate: ok
+// is false when the file sets none. The error is that of a file whose TOML
+// does not parse.
+func rawPidfile(path string) (p string, ok bool, err error) {
+	var raw map[string]any
 	if _, err := toml.DecodeFile(path, &raw); err != nil {
-		return "", false
+		return "", false, err
 	}
-	p, ok := raw.Daemon.Pidfile.(string)
-	return p, ok && p != ""
+	d, _ := raw["daemon"].(map[string]any)
+	p, ok = d["pidfile"].(string)
+	return p, ok && p != "", nil
 }

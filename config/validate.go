@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -111,14 +112,9 @@ func (c *Config) Validate() error {
 	var errs []error
 	// badAt reports a problem with key, written as shown.
 	badAt := func(key, shown, format string, args ...any) {
-		o := c.origin[key]
-		if o.source == "" {
-			o.source = "defaults"
-			if c.Path != "" {
-				o.source = c.Path
-			}
-		}
-		errs = append(errs, &Error{Source: o.source, Line: o.line, Key: shown, Msg: fmt.Sprintf(format, args...)})
+		e := c.Problem(key, format, args...)
+		e.Key = shown
+		errs = append(errs, e)
 	}
 	bad := func(key, format string, args ...any) { badAt(key, key, format, args...) }
 
@@ -185,8 +181,16 @@ func (c *Config) Validate() error {
 		bad("limits.accept_rate_per_ip", "%d: allowed is 0 (no limit) to %d new connections a second: one client address has no more ports to open them from", c.Limits.AcceptRatePerIP, maxAcceptRatePerIP)
 	}
 
-	if c.Daemon.Pidfile == "" {
+	switch p := c.Daemon.Pidfile; {
+	case p == "":
 		bad("daemon.pidfile", "empty: allowed is a file path such as \"/run/zend/zend.pid\"")
+	case strings.HasSuffix(p, "/") || filepath.Base(p) == "." || filepath.Base(p) == "..":
+		bad("daemon.pidfile", "%q names a folder: allowed is a file path such as \"/run/zend/zend.pid\"", p)
+	case strings.HasSuffix(p, ".lock") || strings.HasSuffix(p, ".sock"):
+		bad("daemon.pidfile", "%q: the lock (.lock) and the control socket (.sock) take the pidfile's name: allowed is a name ending in .pid, such as \"/run/zend/zend.pid\"", p)
+	}
+	if p := c.Log.File; strings.HasSuffix(p, "/") || p != "" && p != "-" && (filepath.Base(p) == "." || filepath.Base(p) == "..") {
+		bad("log.file", "%q names a folder: allowed is a file path such as \"/var/log/zend/zend.log\", or \"-\" for stderr", p)
 	}
 	if _, err := ParseUmask(c.Daemon.Umask); err != nil {
 		bad("daemon.umask", "%v", err)
@@ -368,4 +372,20 @@ func ParsePrefix(s string) (netip.Prefix, error) {
 	}
 	a = a.Unmap()
 	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// Problem returns the error for key's value, at the place that value came
+// from (file and line, environment variable, flag, or the defaults):
+// format says what is wrong and what is allowed. Validate reports with it,
+// and so does whoever finds that a valid value does not fit the system
+// (daemon.Preflight).
+func (c *Config) Problem(key, format string, args ...any) *Error {
+	o := c.origin[key]
+	if o.source == "" {
+		o.source = "defaults"
+		if c.Path != "" {
+			o.source = c.Path
+		}
+	}
+	return &Error{Source: o.source, Line: o.line, Key: key, Msg: fmt.Sprintf(format, args...)}
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -56,6 +57,10 @@ const (
 	envControlFD = "_ZEND_CONTROL_FD" // the control socket's listener
 	envMetricsFD = "_ZEND_METRICS_FD" // the metrics listener
 	envExe       = "_ZEND_EXE"        // the binary's path as the operator ran it
+	// envListenAddrs names the server.listen entries of the listening
+	// sockets an upgrade passes (envListenFDs), in the same order; unset
+	// when they are systemd's.
+	envListenAddrs = "_ZEND_LISTEN_ADDRS"
 )
 
 // takeHandoff reads (and removes) the upgrade variables: nil when this
@@ -105,6 +110,11 @@ func handoffFDs() []int {
 // instance stops. It returns nil after a shutdown, or the error that kept
 // it from starting (already passed to l.fail) or from serving.
 func assemble(ctx context.Context, src config.Source, l launch) (err error) {
+	// The lock, pidfile and sockets are root's; no other process of the
+	// daemon's user may take them.
+	if err := undumpable(); err != nil {
+		return l.fail(fmt.Errorf("PR_SET_DUMPABLE: %w", err))
+	}
 	cfg, err := src.Load()
 	if err != nil {
 		return l.fail(err)
@@ -127,6 +137,11 @@ func assemble(ctx context.Context, src config.Source, l launch) (err error) {
 		return l.fail(err)
 	}
 
+	// What start checked, every start-up checks: run, and the new daemon
+	// of an upgrade, too.
+	if err := Preflight(cfg, l.daemon); err != nil {
+		return fail(err)
+	}
 	cred, err := lookupCredential(cfg.Daemon.User, cfg.Daemon.Group)
 	if err != nil {
 		return fail(err)
@@ -187,7 +202,18 @@ func assemble(ctx context.Context, src config.Source, l launch) (err error) {
 	if err != nil {
 		return fail(err)
 	}
-	svc.UseListeners(handed)
+	addrs := strings.Split(os.Getenv(envListenAddrs), ",")
+	os.Unsetenv(envListenAddrs)
+	if l.handoff != nil && len(addrs) == len(handed) && len(handed) > 0 && addrs[0] != "" {
+		// The upgraded daemon's own sockets: still server.listen's.
+		own := make(map[string]net.Listener, len(handed))
+		for i, ln := range handed {
+			own[addrs[i]] = ln
+		}
+		svc.Adopt(own)
+	} else {
+		svc.UseListeners(handed)
+	}
 	if err := svc.Open(); err != nil { // bind before dropping privileges
 		return fail(err)
 	}
@@ -251,15 +277,15 @@ func assemble(ctx context.Context, src config.Source, l launch) (err error) {
 	} else {
 		log.Info("configuration loaded", "file", cfg.Path)
 	}
-	msg := "zend ready"
 	if l.daemon {
-		msg = "zend daemon ready"
 		in.upgrader = &upgrader{exe: l.exe, src: src, pf: pf, ctl: ctl, ms: ms}
+		log.Info("zend daemon ready", "pid", os.Getpid(), "engine", cfg.Server.Engine,
+			"addrs", fmt.Sprint(svc.Addrs()), "pidfile", pidfilePath, "user", userName(cred))
 	} else {
 		in.notify = sdNotify
+		log.Info("zend ready", "pid", os.Getpid(), "engine", cfg.Server.Engine,
+			"addrs", fmt.Sprint(svc.Addrs()), "user", userName(cred))
 	}
-	log.Info(msg, "pid", os.Getpid(), "engine", cfg.Server.Engine,
-		"addrs", fmt.Sprint(svc.Addrs()), "pidfile", pidfilePath, "user", userName(cred))
 	l.ready(in)
 
 	return in.loop(ctx, sigc)

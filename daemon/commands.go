@@ -62,7 +62,7 @@ func Stop(src config.Source, stderr io.Writer) error {
 	switch state {
 	case NotRunning:
 		removeLeftovers(pidfile)
-		fmt.Fprintln(stderr, "zend: not running")
+		fmt.Fprintf(stderr, "zend: not running (pidfile %s)\n", pidfile)
 		return nil
 	case Stale:
 		pid, _ := ReadPid(pidfile)
@@ -137,6 +137,7 @@ type StatusReport struct {
 	Pidfile string
 	Status  *Status // nil when the daemon did not answer
 	Err     error   // why it did not
+	Warning string  // what is wrong with the pidfile, "" when nothing
 }
 
 // QueryDaemon finds the daemon of src through its lock and pidfile and
@@ -154,12 +155,14 @@ func QueryDaemon(src config.Source) (StatusReport, error) {
 		return r, err
 	}
 	if state == Running {
-		st, err := QueryStatus(ControlPath(pidfile))
+		st, answered, err := queryStatus(ControlPath(pidfile))
 		switch {
 		case err != nil:
 			r.Err = err
-		case st.Pid != pid:
-			r.Err = fmt.Errorf("the control socket answers for pid %d, the pidfile names %d", st.Pid, pid)
+		case answered != pid:
+			// The daemon is the one that answers; the pidfile is wrong.
+			r.Pid, r.Status = answered, &st
+			r.Warning = fmt.Sprintf("the pidfile %s names pid %d, which is not the daemon: stop, reload, reopen and upgrade refuse until it names %d", pidfile, pid, answered)
 		default:
 			r.Status = &st
 		}
@@ -169,29 +172,30 @@ func QueryDaemon(src config.Source) (StatusReport, error) {
 
 // Reload validates the configuration of src, sends SIGHUP to the daemon
 // (once proven to be it) and waits (up to timeout) for its verdict. It
-// returns nil when the daemon applied the new configuration; an error
-// matching config.ErrInvalid when the file is invalid (nothing is
+// returns the daemon's pid and the changed keys that wait for a restart,
+// with a nil error when the daemon applied the new configuration; an
+// error matching config.ErrInvalid when the file is invalid (nothing is
 // signalled); ErrNotRunning; one wrapping ErrUnproven; or the daemon's own
 // reason for refusing it.
-func Reload(src config.Source, timeout time.Duration) (pid int, err error) {
+func Reload(src config.Source, timeout time.Duration) (pid int, pending []string, err error) {
 	if _, err := src.Load(); err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	pidfile, state, d, err := findDaemon(src)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	if state != Running {
-		return 0, fmt.Errorf("zend is %w (pidfile %s)", ErrNotRunning, pidfile)
+		return 0, nil, fmt.Errorf("zend is %w (pidfile %s)", ErrNotRunning, pidfile)
 	}
 	defer d.close()
 	pid = d.pid
 	before, qerr := QueryStatus(ControlPath(pidfile))
 	if err := d.signal(syscall.SIGHUP); err != nil {
-		return pid, err
+		return pid, nil, err
 	}
 	if qerr != nil {
-		return pid, fmt.Errorf("sent SIGHUP to pid %d but cannot learn the outcome: %w", pid, qerr)
+		return pid, nil, fmt.Errorf("sent SIGHUP to pid %d but cannot learn the outcome: %w", pid, qerr)
 	}
 	for end := time.Now().Add(timeout); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
 		st, err := QueryStatus(ControlPath(pidfile))
@@ -200,12 +204,12 @@ func Reload(src config.Source, timeout time.Duration) (pid int, err error) {
 		}
 		if st.LastReload.Gen > before.LastReload.Gen {
 			if !st.LastReload.OK {
-				return pid, errors.New("the daemon refused the new configuration and keeps the running one: " + st.LastReload.Error)
+				return pid, nil, errors.New("the daemon refused the new configuration and keeps the running one: " + st.LastReload.Error)
 			}
-			return pid, nil
+			return pid, st.Pending, nil
 		}
 	}
-	return pid, fmt.Errorf("sent SIGHUP to pid %d, no verdict within %v", pid, timeout)
+	return pid, nil, fmt.Errorf("sent SIGHUP to pid %d, no verdict within %v", pid, timeout)
 }
 
 // Reopen asks the daemon of src (once proven to be it) to reopen its log

@@ -12,44 +12,92 @@ import (
 	"zend/config"
 )
 
-// Preflight checks, without changing anything, what "zend start" will
-// need from the system beyond a valid configuration, as the user running
-// it: daemon.user and daemon.group exist; the pidfile folder exists or can
-// be created, and only root (or this user) can change it; the log folder
-// can be written by the user the daemon logs as, or created; every listen
-// address resolves. It returns nil, or every problem found (errors.Join).
-// "zend check" and "zend start" both call it, so a check that passes does
-// not fail at start for one of these reasons.
-func Preflight(cfg *config.Config) error {
+// Preflight checks, without changing anything, what zend will need from
+// the system beyond a valid configuration, as the user running it:
+// daemon.user and daemon.group exist and the user can read the
+// configuration file (every reload and upgrade reads it as that user);
+// with daemon (start, not run), the pidfile folder exists or can be
+// created, and only root (or this user) can change it; the log folder can
+// be written by the user the daemon logs as (or created), and nobody else
+// can create files in it; the log file, if there, is a regular file; every
+// listen address resolves. It returns nil, or every problem found
+// (errors.Join), each a *config.Error at the place the key was set. "zend
+// check" (as for start), "zend start" and every daemon and "zend run" at
+// start-up call it, so a check that passes does not fail at start for one
+// of these reasons.
+func Preflight(cfg *config.Config, daemon bool) error {
 	var errs []error
-	bad := func(key string, err error) {
-		errs = append(errs, fmt.Errorf("%s: %w", key, err))
+	bad := func(key string, err error, allowed string) {
+		errs = append(errs, cfg.Problem(key, "%v: allowed is %s", err, allowed))
 	}
 	cred, err := lookupCredential(cfg.Daemon.User, cfg.Daemon.Group)
 	if err != nil {
-		errs = append(errs, err)
+		errs = append(errs, cfg.Problem("daemon.user", "%v: allowed is an existing user (and group), such as \"zend\"", err))
 	}
+	// Who starts zend: root, for a configuration with a user to drop to
+	// that an ordinary user is checking (ExecStartPre= of a unit with
+	// User=); what depends on root's rights is not checked then.
+	rootStarts := os.Geteuid() == 0 || cred != nil
 	if cred != nil && (os.Geteuid() != 0 || cred.uid == 0) {
 		cred = nil // nothing to drop: the daemon runs as this user
 	}
-	pidDir := filepath.Dir(cfg.Abs(cfg.Daemon.Pidfile))
-	if err := creatable(pidDir, true); err != nil {
-		bad("daemon.pidfile", err)
+	if cred != nil && cfg.Path != "" {
+		if err := readableBy(cfg.Path, cred); err != nil {
+			bad("daemon.user", err, "a configuration file "+cred.user+" can read, such as mode 0644 (every reload and upgrade reads it as that user)")
+		}
 	}
-	if p := logPath(cfg, config.DefaultLogFile); p != "" {
+	if daemon {
+		pidDir := filepath.Dir(cfg.Abs(cfg.Daemon.Pidfile))
+		if err := creatable(pidDir, true); err != nil {
+			bad("daemon.pidfile", err, "a file in a folder only root can change (owned by root, not writable by group or others, such as /run/zend), or in one root can create there")
+		}
+	}
+	defLog := ""
+	if daemon {
+		defLog = config.DefaultLogFile
+	}
+	if p := logPath(cfg, defLog); p != "" && (rootStarts == (os.Geteuid() == 0)) {
+		allowed := "a file in a folder the daemon can write"
+		if cred != nil {
+			allowed = fmt.Sprintf("a file in a folder %s owns (or one root can create for it) and nobody else can write, such as /var/log/zend owned by %s, mode 0750", cred.user, cred.user)
+		} else if os.Geteuid() == 0 {
+			allowed = "a file in a folder only root can change (zend running as root writes its log only there), or set daemon.user"
+		}
 		if err := logDirUsable(filepath.Dir(p), cred); err != nil {
-			bad("log.file", err)
+			bad("log.file", err, allowed)
+		} else if fi, err := os.Stat(p); err == nil && !fi.Mode().IsRegular() {
+			bad("log.file", fmt.Errorf("%s is not a regular file (%v)", p, fi.Mode().Type()), allowed)
 		}
 	}
 	for _, a := range append([]string{cfg.Metrics.Listen}, cfg.Server.Listen...) {
 		if a == "" {
 			continue
 		}
+		key := "server.listen"
+		if a == cfg.Metrics.Listen {
+			key = "metrics.listen"
+		}
 		if _, err := net.ResolveTCPAddr("tcp", a); err != nil {
-			bad("server.listen", err)
+			bad(key, err, "an address whose host resolves, such as \"127.0.0.1:1060\"")
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// readableBy checks that cred may read path, by its mode bits.
+func readableBy(path string, cred *credential) error {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return err
+	}
+	switch {
+	case int(st.Uid) == cred.uid && st.Mode&0o400 != 0:
+	case int(st.Gid) == cred.gid && st.Mode&0o040 != 0:
+	case st.Mode&0o004 != 0:
+	default:
+		return fmt.Errorf("%s (uid %d, gid %d, mode %04o) cannot be read by %s", path, st.Uid, st.Gid, st.Mode&0o7777, cred.user)
+	}
+	return nil
 }
 
 // creatable checks that dir exists or that this process can create it in

@@ -66,3 +66,12 @@ func readFirstLine(path string) string {
 	line, _, _ := strings.Cut(string(b), "\n")
 	return line
 }
+
+// undumpable makes the process non-dumpable: no other process of the same
+// user can ptrace it, read its memory or take its descriptors
+// (pidfd_getfd), and its /proc entries are root's. The kernel does this on
+// a change of user; a daemon that starts as its user already (the new
+// daemon of an upgrade, User= in a unit) does it here.
+func undumpable() error {
+	return unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
+}

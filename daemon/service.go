@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -163,25 +164,49 @@ func (s *Service) UseListeners(lns []net.Listener) {
 		s.lns[a] = ln
 		s.addrs = append(s.addrs, a)
 	}
-	s.log.Info("serving sockets handed over (by systemd, or by the daemon this one upgrades); server.listen is not used", "addrs", strings.Join(s.addrs, ","))
+	s.log.Info("serving sockets handed over by systemd; server.listen is not used", "addrs", strings.Join(s.addrs, ","))
 }
 
-// Open binds every address of server.listen, unless UseListeners gave
-// the sockets. On error nothing stays bound.
+// Adopt makes the service serve lns, keyed by the server.listen entries
+// they were bound for (by the daemon this one upgrades): Open binds only
+// the entries missing from them and closes those no longer listed.
+func (s *Service) Adopt(lns map[string]net.Listener) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for a, ln := range lns {
+		s.lns[a] = ln
+	}
+}
+
+// Open binds every address of server.listen not already adopted, unless
+// UseListeners gave the sockets, and closes adopted ones server.listen no
+// longer names. On error nothing new stays bound.
 func (s *Service) Open() error {
 	s.mu.Lock()
-	handed := s.handed
-	s.mu.Unlock()
-	if handed {
+	defer s.mu.Unlock()
+	if s.handed {
 		return nil
 	}
-	lns, err := bind(s.cfg.Server.Listen, s.cfg.Server.Backlog)
+	var missing []string
+	for _, a := range s.cfg.Server.Listen {
+		if _, ok := s.lns[a]; !ok {
+			missing = append(missing, a)
+		}
+	}
+	fresh, err := bind(missing, s.cfg.Server.Backlog)
 	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.lns = lns
+	for a, ln := range s.lns {
+		if !slices.Contains(s.cfg.Server.Listen, a) {
+			ln.Close()
+			delete(s.lns, a)
+			s.log.Info("stopped listening", "addr", a)
+		}
+	}
+	for a, ln := range fresh {
+		s.lns[a] = ln
+	}
 	s.addrs = slices.Clone(s.cfg.Server.Listen)
 	return nil
 }
@@ -291,6 +316,23 @@ func (s *Service) Shutdown(ctx context.Context) (protocol.DrainResult, error) {
 	return res, err
 }
 
+// ownAddrs returns the server.listen entries of the listeners ListenerFDs
+// returns, in the same order; nil when the sockets are systemd's.
+func (s *Service) ownAddrs() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.handed {
+		return nil
+	}
+	var out []string
+	for _, a := range s.addrs {
+		if _, ok := s.lns[a]; ok {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
 // Handed reports whether the listeners came from systemd (server.listen
 // is not used then).
 func (s *Service) Handed() bool {
@@ -324,6 +366,9 @@ func (s *Service) Reload(cfg *config.Config) error {
 		}
 	}
 	fresh, err := bind(added, cfg.Server.Backlog)
+	if errors.Is(err, syscall.EACCES) && os.Geteuid() != 0 {
+		return fmt.Errorf("server.listen: %w (this daemon runs as uid %d since it dropped privileges: a port below 1024 needs a restart)", err, os.Geteuid())
+	}
 	if err != nil {
 		return fmt.Errorf("server.listen: %w", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"os/user"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -118,7 +119,7 @@ func startParent(opts StartOptions) error {
 	case state == Running:
 		return fmt.Errorf("already running (pid %d, pidfile %s)", pid, pidfile)
 	}
-	if err := Preflight(cfg); err != nil {
+	if err := Preflight(cfg, true); err != nil {
 		return err
 	}
 	exe, err := invokedPath(os.Args[0])
@@ -436,10 +437,13 @@ func daemonStage(ctx context.Context, opts StartOptions) error {
 }
 
 func userName(c *credential) string {
-	if c == nil {
-		return strconv.Itoa(os.Geteuid())
+	if c != nil {
+		return c.user
 	}
-	return c.user
+	if u, err := user.LookupId(strconv.Itoa(os.Geteuid())); err == nil {
+		return u.Username
+	}
+	return strconv.Itoa(os.Geteuid())
 }
 
 // silentError is an error already reported (to the starter or the log);

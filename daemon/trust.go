@@ -21,7 +21,7 @@ import (
 
 // ErrUntrusted is wrapped by the errors of a folder that another user
 // could change under root's feet.
-var ErrUntrusted = errors.New("not a folder only its owner can change")
+var ErrUntrusted = errors.New("others could change it")
 
 // maxLinks bounds the symbolic links followed while resolving a folder.
 const maxLinks = 40
@@ -41,10 +41,10 @@ func untrusted(path, why string) error {
 // theirs.
 func checkFolder(path string, st *unix.Stat_t, final bool) error {
 	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
-		return untrusted(path, "not a folder")
+		return fmt.Errorf("%s: not a folder", path)
 	}
 	if !trusted(st.Uid) {
-		return untrusted(path, fmt.Sprintf("owned by uid %d", st.Uid))
+		return untrusted(path, fmt.Sprintf("owned by uid %d, not root", st.Uid))
 	}
 	writable := st.Mode&0o022 != 0
 	switch {

@@ -88,6 +88,9 @@ func (u *upgrader) start(in *instance) <-chan upgradeOutcome {
 	env := append(os.Environ(), envStage+"=2", envReadyFD+"=3", envUpgrade+"="+strconv.Itoa(os.Getpid()))
 	if len(fds) > 0 {
 		env = append(env, envListenFDs+"="+strings.Join(fds, ","))
+		if addrs := in.svc.ownAddrs(); len(addrs) == len(fds) {
+			env = append(env, envListenAddrs+"="+strings.Join(addrs, ","))
+		}
 	}
 	pass := func(name string, fd int) {
 		files = append(files, uintptr(fd))

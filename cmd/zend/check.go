@@ -29,7 +29,7 @@ func cmdCheck(g *global, stdout, stderr io.Writer) error {
 		return err
 	}
 	// What start needs from the system: users, folders, addresses.
-	if err := daemon.Preflight(cfg); err != nil {
+	if err := daemon.Preflight(cfg, true); err != nil {
 		return fmt.Errorf("configuration %s is valid, but zend could not start with it:\n%w", describe(cfg), err)
 	}
 	if g.quiet {

@@ -87,7 +87,7 @@ commands:
   reload    check the configuration, then make the daemon reload it (0 ok,
             1 invalid or refused, 7 not running)
   reopen    make the daemon reopen its log file, for logrotate (0 signalled,
-            7 not running)
+            1 the pid in the pidfile cannot be proven to be zend, 7 not running)
   status    is the daemon running? (0 running, 1 dead with a pidfile, 3 not
             running, 4 unknown: the configuration or pidfile cannot be read)
   upgrade   start the binary on disk in the daemon's place, handing it the

@@ -18,10 +18,13 @@ func cmdReload(g *global, stdout io.Writer) error {
 	if len(g.args) > 0 {
 		return &exitError{code: 2, msg: "reload takes no arguments, got " + g.args[0]}
 	}
-	pid, err := daemon.Reload(g.source, 30*time.Second)
+	pid, pending, err := daemon.Reload(g.source, 30*time.Second)
 	switch {
 	case err == nil:
 		fmt.Fprintf(stdout, "zend reloaded (pid %d)\n", pid)
+		for _, p := range pending {
+			fmt.Fprintf(stdout, "  needs restart, running value kept: %s\n", p)
+		}
 		return nil
 	case errors.Is(err, config.ErrInvalid):
 		return fmt.Errorf("configuration invalid, daemon not signalled:\n%w", err)

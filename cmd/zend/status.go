@@ -28,6 +28,9 @@ func cmdStatus(g *global, stdout io.Writer) error {
 		return &exitError{code: 1}
 	}
 	fmt.Fprintf(stdout, "zend is running (pid %d)\n", r.Pid)
+	if r.Warning != "" {
+		fmt.Fprintf(stdout, "  warning: %s\n", r.Warning)
+	}
 	if r.Status == nil {
 		fmt.Fprintf(stdout, "  no details: %v\n", r.Err)
 		return nil

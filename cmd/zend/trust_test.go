@@ -228,6 +228,10 @@ func TestSignalsReachOnlyZend(t *testing.T) {
 	if st := procStat(pid); st == nil || st[0] == "Z" {
 		t.Fatal("the daemon is gone")
 	}
+	// status names the daemon that answers, and what is wrong.
+	if out, _, code := d.zend(t, nil, "status"); code != 0 || !strings.Contains(out, fmt.Sprintf("zend is running (pid %d)", pid)) || !strings.Contains(out, "which is not the daemon") {
+		t.Errorf("status with a forged pidfile: exit %d\n%s", code, out)
+	}
 	if got := askOnce(t, d.addr, "Beautiful is better than?"); got != "Ugly." {
 		t.Fatalf("answer %q", got)
 	}
@@ -369,6 +373,11 @@ func TestUpgradeWithDaemonUser(t *testing.T) {
 				t.Errorf("the new daemon runs %s, want %s (the link's new target)", exe, v2)
 			}
 			checkDropped(t, pid2, a.uid)
+			// Another process of the daemon's user cannot reach the new
+			// daemon's descriptors (the lock, the pidfile, the sockets).
+			if out, code := a.sh(t, fmt.Sprintf("ls /proc/%d/fd", pid2)); code == 0 {
+				t.Errorf("the daemon's user can list the upgraded daemon's descriptors:\n%s", out)
+			}
 			for end := time.Now().Add(30 * time.Second); time.Now().Before(end) && procStat(pid1) != nil && procStat(pid1)[0] != "Z"; {
 				time.Sleep(20 * time.Millisecond)
 			}
@@ -402,16 +411,21 @@ func TestUpgradeWithDaemonUser(t *testing.T) {
 	}
 }
 
-// TestMissingConfigFile (finding 8): -c naming a file that does not exist
-// is an error for every command, while a daemon runs.
+// TestMissingConfigFile (finding 8): -c naming a file that does not exist,
+// or one that does not parse, is an error for every command while a daemon
+// runs: no command may guess the default pidfile and say nothing runs.
 func TestMissingConfigFile(t *testing.T) {
 	d := newDaemonEnv(t, "")
 	pid := d.start(t)
 	missing := filepath.Join(d.dir, "typo.toml")
-	for cmd, want := range map[string]int{"stop": 1, "status": 4, "reload": 1, "upgrade": 1, "start": 1, "restart": 1, "check": 1} {
-		_, errout, code := runBin(t, "zend", nil, "-c", missing, cmd)
-		if code != want || !strings.Contains(errout, missing) {
-			t.Errorf("%s: exit %d %q, want %d naming %s", cmd, code, errout, want, missing)
+	text, _ := os.ReadFile(d.cfg)
+	broken := writeFile(t, d.dir, "broken.toml", string(text)+"this is not toml [[[\n")
+	for _, cfg := range []string{missing, broken} {
+		for cmd, want := range map[string]int{"stop": 1, "status": 4, "reload": 1, "upgrade": 1, "start": 1, "restart": 1, "check": 1} {
+			_, errout, code := runBin(t, "zend", nil, "-c", cfg, cmd)
+			if code != want || !strings.Contains(errout, cfg) {
+				t.Errorf("%s with %s: exit %d %q, want %d naming the file", cmd, filepath.Base(cfg), code, errout, want)
+			}
 		}
 	}
 	if st := procStat(pid); st == nil || st[0] == "Z" {
@@ -458,6 +472,15 @@ func TestCheckWhatStartNeeds(t *testing.T) {
 			os.Chmod(filepath.Join(d.dir, "tmp"), os.ModeSticky|0o777)
 			openDirs(d.dir)
 		}, "every user can create files in it"},
+		// A configuration file daemon.user cannot read: every reload and
+		// upgrade would fail.
+		{"config unreadable by the user", "[daemon]\nuser = \"nobody\"\n", func(t *testing.T, d *daemonEnv) {
+			os.Chmod(d.cfg, 0o600)
+		}, "cannot be read by nobody"},
+		// A log file that is a folder.
+		{"log file is a folder", "", func(t *testing.T, d *daemonEnv) {
+			os.MkdirAll(d.log, 0o755)
+		}, "is not a regular file"},
 		// A listen address that does not resolve.
 		{"listen", "[server]\nlisten = [\"no-such-host.invalid:1060\"]\n", nil, "no-such-host.invalid"},
 	}
@@ -511,8 +534,12 @@ func TestReloadKeepsRestartOnlyKeys(t *testing.T) {
 	before := goroutines()
 	for i := 0; i < 2; i++ {
 		d.write(t, base+fmt.Sprintf("[server]\nengine = \"eventloop\"\n[log]\nmax_size_mb = %d\n[answers]\n\"Readability counts?\" = \"Yes %d.\"\n", 50+i, i))
-		if _, errout, code := d.zend(t, nil, "reload"); code != 0 {
+		out, errout, code := d.zend(t, nil, "reload")
+		if code != 0 {
 			t.Fatalf("reload: %s", errout)
+		}
+		if !strings.Contains(out, "needs restart, running value kept: server.engine: goroutine -> eventloop") {
+			t.Errorf("reload does not say what waits for a restart:\n%s", out)
 		}
 		if got := askOnce(t, d.addr, "Readability counts?"); got != fmt.Sprintf("Yes %d.", i) {
 			t.Fatalf("reloadable key not applied: %q", got)

@@ -77,6 +77,20 @@ func TestUpgradeUnderLoad(t *testing.T) {
 				t.Errorf("status after upgrade: %d %s", code, out)
 			}
 			client(t, d.addr)
+			// The new daemon's sockets are still server.listen's: a
+			// reload adds and removes addresses as before the upgrade.
+			second := freeAddr(t)
+			text, _ := os.ReadFile(d.cfg)
+			os.WriteFile(d.cfg, []byte(strings.Replace(string(text), fmt.Sprintf("listen = [%q]", d.addr), fmt.Sprintf("listen = [%q, %q]", d.addr, second), 1)), 0o644)
+			if _, errout, code := run("reload"); code != 0 {
+				t.Fatalf("reload after upgrade: %s", errout)
+			}
+			if got := askOnce(t, second, "Simple is better than?"); got != "Complex." {
+				t.Errorf("address added after the upgrade: %q", got)
+			}
+			if out, _, _ := run("status"); strings.Contains(out, "needs restart") {
+				t.Errorf("a listen change after an upgrade waits for a restart:\n%s", out)
+			}
 			if _, _, code := run("stop"); code != 0 {
 				t.Error("stop after upgrade")
 			}
