@@ -16,6 +16,15 @@ import (
 // readSize is the size of one read from a connection.
 const readSize = 4096
 
+// Output bounds per connection, on every engine: framing stops once a
+// batch of answers reaches batchOut (the goroutine engines write it, the
+// event loop keeps the rest of the input, reading no more, until it is
+// taken); above maxOut queued answers the event loop does not read.
+const (
+	maxOut   = 64 << 10
+	batchOut = 32 << 10
+)
+
 // quoteMax is how many bytes of an incomplete question a log line shows.
 const quoteMax = 64
 
@@ -32,10 +41,14 @@ type conn struct {
 type closeWriter interface{ CloseWrite() error }
 
 // serveConn runs the conversation on c and closes c.
-func (s *Server) serveConn(nc net.Conn) {
+func (s *Server) serveConn(nc net.Conn) { s.serveConnStarted(nc, nil) }
+
+// serveConnStarted is serveConn that calls started (when not nil) once
+// the connection is tracked or refused.
+func (s *Server) serveConnStarted(nc net.Conn, started func()) {
 	// Setup and teardown are separate calls so that this frame stays
 	// small: it is on the stack for the whole conversation.
-	c, initial, ok := s.openConn(nc)
+	c, initial, ok := s.openConn(nc, started)
 	if !ok {
 		return
 	}
@@ -49,9 +62,13 @@ func (s *Server) serveConn(nc net.Conn) {
 // first bytes when the header was followed by more.
 //
 //go:noinline
-func (s *Server) openConn(nc net.Conn) (*conn, []byte, bool) {
+func (s *Server) openConn(nc net.Conn, started func()) (*conn, []byte, bool) {
 	c := &conn{nc: nc, remote: remoteString(nc)}
-	if !s.trackConn(c, true) {
+	tracked := s.trackConn(c, true)
+	if started != nil {
+		started()
+	}
+	if !tracked {
 		nc.Close()
 		s.done.Add(1)
 		return nil, nil, false
@@ -313,22 +330,23 @@ func (cv *conversation) step(rbuf []byte, n int, rerr error) bool {
 			answered++
 			data = data[end:]
 			fresh = true
+			if len(cv.out) >= batchOut && len(data) > 0 {
+				// Answers are written as they reach a batch, so one
+				// read of many questions never holds more than a batch
+				// of answers (answers are up to 1 KiB each).
+				if cv.write(lim, readAt, answered) {
+					return true
+				}
+				answered = 0
+			}
 		}
 		if !cv.useBig && cv.big != nil {
 			putBuf(cv.big) // nothing points into it any more: pending is a copy
 			cv.big = nil
 		}
 		if len(cv.out) > 0 {
-			err := s.flush(nc, cv.out, lim)
-			s.latency.observe(time.Since(readAt), answered)
-			if err != nil {
-				if c.cut.Load() {
-					return cv.end(endCut, "")
-				}
-				if isTimeout(err) {
-					return cv.end(endWriteTimeout, "")
-				}
-				return cv.end(endError, err.Error())
+			if cv.write(lim, readAt, answered) {
+				return true
 			}
 			putBuf(cv.out)
 			cv.out = nil
@@ -380,6 +398,24 @@ func (cv *conversation) step(rbuf []byte, n int, rerr error) bool {
 		return cv.end(endError, rerr.Error()+" after "+quote(pending))
 	}
 	return cv.end(endError, rerr.Error())
+}
+
+// write sends the answers in out with the write timeout; true means the
+// conversation ends (how is set).
+func (cv *conversation) write(lim Limits, readAt time.Time, answered int) bool {
+	err := cv.s.flush(cv.nc, cv.out, lim)
+	cv.s.latency.observe(time.Since(readAt), answered)
+	if err != nil {
+		if cv.c.cut.Load() {
+			return cv.end(endCut, "")
+		}
+		if isTimeout(err) {
+			return cv.end(endWriteTimeout, "")
+		}
+		return cv.end(endError, err.Error())
+	}
+	cv.out = cv.out[:0]
+	return false
 }
 
 // readDeadline returns when the next read must give up.

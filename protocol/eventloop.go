@@ -46,14 +46,8 @@ const (
 	nStates
 )
 
-// Output bounds per connection: above maxOut queued answers the
-// connection is not read until the client takes them; framing stops once a
-// batch of answers reaches batchOut, and the rest of the input waits.
-const (
-	maxOut   = 64 << 10
-	batchOut = 32 << 10
-	readBuf  = 16 << 10
-)
+// readBuf is a loop's read buffer.
+const readBuf = 16 << 10
 
 // elConn is one connection of a loop.
 type elConn struct {
@@ -62,6 +56,7 @@ type elConn struct {
 	in, out    bool  // registered for EPOLLIN, EPOLLOUT
 	proxy      uint8 // proxyAwait or proxyCheck until the first bytes are seen
 	counted    bool  // counted in the per-source limits
+	eof        bool  // the client half-closed: answer what it asked, then close
 	prev, next *elConn
 	since      int64 // ns: when it entered its state (or last activity when idle)
 	pending    []byte
@@ -132,13 +127,17 @@ type loop struct {
 	wbuf  []byte
 	start time.Time
 
-	mu      sync.Mutex // guards ops
-	ops     []func()
-	lfds    map[int]*elListener // listeners registered here
-	paused  map[int]bool        // listeners taken out of epoll (full, or accept errors)
-	resume  int64               // ns: when paused listeners go back
-	backoff time.Duration       // accept error backoff
-	full    bool                // paused because max_connections is reached
+	mu        sync.Mutex // guards ops, exited and fdsClosed
+	ops       []func()
+	exited    bool                // the loop's goroutine has returned: do runs ops itself
+	fdsClosed bool                // the group closed epfd and evfd: wake does nothing
+	after     sync.Mutex          // serialises the ops do runs after the loop exited
+	gone      bool                // set by the loop before it exits: no epoll calls after
+	lfds      map[int]*elListener // listeners registered here
+	paused    map[int]bool        // listeners taken out of epoll (full, or accept errors)
+	resume    int64               // ns: when paused listeners go back
+	backoff   time.Duration       // accept error backoff
+	full      bool                // paused because max_connections is reached
 
 	draining bool
 	killed   bool
@@ -263,17 +262,64 @@ func (s *Server) removeELListener(ln net.Listener) {
 	}
 }
 
-// do runs f on the loop's goroutine.
+// do runs f on the loop's goroutine or, once the loop has exited, on the
+// caller's (one at a time): an operation queued as the loop exits still
+// runs, so a Serve waiting for its listener to be taken in (or dropped)
+// is always answered.
 func (l *loop) do(f func()) {
 	l.mu.Lock()
+	if l.exited {
+		l.mu.Unlock()
+		l.after.Lock()
+		defer l.after.Unlock()
+		f()
+		return
+	}
 	l.ops = append(l.ops, f)
 	l.mu.Unlock()
 	l.wake()
 }
 
+// exit ends the loop: no epoll calls from here on; operations queued until
+// now run here, later ones in do.
+func (l *loop) exit() {
+	l.after.Lock()
+	defer l.after.Unlock()
+	l.gone = true
+	l.mu.Lock()
+	l.exited = true
+	ops := l.ops
+	l.ops = nil
+	l.mu.Unlock()
+	for _, f := range ops {
+		f()
+	}
+}
+
+// wake makes the loop look at its operations and the server's state; a
+// no-op once the group closed the loop's descriptors.
 func (l *loop) wake() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.fdsClosed {
+		return
+	}
 	var one = [8]byte{1}
 	unix.Write(l.evfd, one[:])
+}
+
+// closeFDs closes every loop's epoll and event descriptors, once all the
+// loops have returned: the group is their one owner.
+func (g *elGroup) closeFDs() {
+	for _, l := range g.loops {
+		l.mu.Lock()
+		if !l.fdsClosed {
+			l.fdsClosed = true
+			unix.Close(l.epfd)
+			unix.Close(l.evfd)
+		}
+		l.mu.Unlock()
+	}
 }
 
 func (l *loop) now() int64 { return int64(time.Since(l.start)) }
@@ -288,6 +334,9 @@ func (l *loop) addListener(el *elListener) {
 }
 
 func (l *loop) epollListener(fd int, on bool) {
+	if l.gone {
+		return
+	}
 	if on {
 		unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLEXCLUSIVE, Fd: int32(fd)})
 	} else {
@@ -328,8 +377,7 @@ func (l *loop) run() {
 			l.kill()
 		}
 		if l.draining && l.open == 0 && len(l.lfds) == 0 {
-			unix.Close(l.epfd)
-			unix.Close(l.evfd)
+			l.exit()
 			return
 		}
 		// Events ready now are taken without blocking (and without the
@@ -598,11 +646,7 @@ func (l *loop) read(c *elConn, st *Settings) {
 	case n > 0:
 		l.input(c, l.rbuf[:n], st)
 	case n == 0:
-		if len(c.pending) > 0 {
-			l.close(c, endIncomplete, quote(c.pending))
-		} else {
-			l.close(c, endEOF, "")
-		}
+		l.peerClosed(c)
 	case err == unix.EAGAIN || err == unix.EINTR:
 	default:
 		detail := err.Error()
@@ -701,6 +745,44 @@ func (l *loop) keep(c *elConn, rest []byte, fresh, backlog bool) {
 	case !backlog && (fresh || c.state != stQuestion):
 		l.setState(c, stQuestion)
 	}
+	if backlog && c.in {
+		// Whole questions wait for their answers to be taken: read no
+		// more until they are, so what is kept stays one read's worth.
+		c.in = l.setIn(c, false)
+	}
+}
+
+// backlogged reports whether c keeps whole questions not yet answered.
+func backlogged(c *elConn) bool { return bytes.IndexByte(c.pending, '?') >= 0 }
+
+// wantIn reports whether c should be read: not after the client's FIN,
+// not while an answer waits out answer_delay, whole questions wait, or
+// too many answers are queued.
+func wantIn(c *elConn) bool {
+	return !c.eof && c.delayed == nil && len(c.unsent) <= maxOut && !backlogged(c)
+}
+
+// peerClosed handles the client's FIN: the questions it asked before it
+// are answered first; the conversation ends when they are delivered.
+func (l *loop) peerClosed(c *elConn) {
+	c.eof = true
+	if c.in {
+		c.in = l.setIn(c, false)
+	}
+	l.endIfDone(c)
+}
+
+// endIfDone closes c after the client's FIN once nothing it asked is
+// left to answer or deliver.
+func (l *loop) endIfDone(c *elConn) {
+	if !c.eof || c.fd < 0 || len(c.unsent) > 0 || c.delayed != nil || backlogged(c) {
+		return
+	}
+	if len(c.pending) > 0 {
+		l.close(c, endIncomplete, quote(c.pending))
+		return
+	}
+	l.close(c, endEOF, "")
 }
 
 // write sends data (after what is already queued); what the kernel does
@@ -744,7 +826,7 @@ func (l *loop) flush(c *elConn, st *Settings) bool {
 	c.unsent = c.unsent[:copy(c.unsent, c.unsent[n:])]
 	if len(c.unsent) > 0 {
 		l.setState(c, stWriting) // progress: the write timeout starts again
-		if len(c.unsent) <= maxOut && !c.in && c.delayed == nil {
+		if !c.in && wantIn(c) {
 			c.in = l.setIn(c, true)
 		}
 		return true
@@ -762,16 +844,22 @@ func (l *loop) afterWrite(c *elConn, st *Settings) {
 	if c.delayed != nil {
 		return
 	}
-	if !c.in {
-		c.in = l.setIn(c, true)
-	}
 	if len(c.pending) > 0 && c.state != stQuestion {
 		data := c.pending
 		c.pending = nil
 		l.setState(c, stIdle)
 		l.input(c, data, st)
 		putBuf(data)
+		if c.fd >= 0 && !c.in && wantIn(c) {
+			c.in = l.setIn(c, true)
+		}
+		if c.fd >= 0 && len(c.unsent) == 0 {
+			l.endIfDone(c)
+		}
 		return
+	}
+	if !c.in && wantIn(c) {
+		c.in = l.setIn(c, true)
 	}
 	if c.state == stWriting {
 		if len(c.pending) > 0 {
@@ -780,6 +868,7 @@ func (l *loop) afterWrite(c *elConn, st *Settings) {
 			l.setState(c, stIdle)
 		}
 	}
+	l.endIfDone(c)
 }
 
 func (l *loop) setIn(c *elConn, on bool) bool {

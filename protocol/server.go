@@ -72,7 +72,12 @@ type Server struct {
 	closing   bool
 	connWG    sync.WaitGroup
 	serveWG   sync.WaitGroup
-	single    sync.Mutex // serialises conversations of the single engine
+	// starting counts conversations whose goroutine is started but not
+	// yet tracked (the goroutine engine): as net/http does, a connection
+	// counts from before its goroutine starts, so Shutdown cannot return
+	// between the accept and the goroutine's first step.
+	starting sync.WaitGroup
+	single   sync.Mutex // serialises conversations of the single engine
 
 	shutdown atomic.Bool
 	draining atomic.Bool
@@ -203,9 +208,10 @@ func (s *Server) Serve(ln net.Listener) error {
 		return first
 	default:
 		return s.acceptLoop(ln, true, func(c net.Conn) {
+			s.starting.Add(1)
 			go func() {
 				defer s.releaseSlot()
-				s.serveConn(c)
+				s.serveConnStarted(c, s.starting.Done)
 			}()
 		})
 	}
@@ -373,10 +379,12 @@ func (s *Server) Shutdown(ctx context.Context) (DrainResult, error) {
 
 	done := make(chan struct{})
 	go func() {
-		s.serveWG.Wait() // no accept loop can start a conversation after this
+		s.serveWG.Wait()  // no accept loop can start a conversation after this
+		s.starting.Wait() // every conversation started is tracked (or refused)
 		s.connWG.Wait()
 		if g := s.el.Load(); g != nil {
 			g.wg.Wait()
+			g.closeFDs()
 		}
 		close(done)
 	}()
