@@ -78,16 +78,6 @@ func buildFields() []field {
 	return out
 }
 
-// EnvVars returns the names of the environment variables that override
-// keys, with their keys, sorted by name.
-func EnvVars() map[string]string {
-	m := make(map[string]string, len(fields))
-	for _, f := range fields {
-		m[f.env] = f.key()
-	}
-	return m
-}
-
 // EnvConfig names the environment variable that names the configuration
 // file (as -c does).
 const EnvConfig = "ZEND_CONFIG"

@@ -78,20 +78,3 @@ func (a *Answers) Answer(q []byte) []byte {
 	}
 	return e.ans
 }
-
-// Known reports whether q has an answer other than UnknownAnswer.
-func (a *Answers) Known(q []byte) bool {
-	if a == nil {
-		return false
-	}
-	_, ok := a.m[string(q)]
-	return ok
-}
-
-// Len returns the number of questions in the table.
-func (a *Answers) Len() int {
-	if a == nil {
-		return 0
-	}
-	return len(a.m)
-}

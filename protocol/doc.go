@@ -2,7 +2,7 @@
 // chapter "Server Architecture": the wire format (framing of questions), the
 // answer table, one conversation on one connection, and the server engines
 // that accept connections on a listener and run conversations on them
-// (single, pool and goroutine).
+// (single, pool, goroutine, and eventloop on Linux).
 //
 // A question is the bytes up to and including the next '?'. Whitespace
 // (space, tab, CR, LF) before a question is ignored. The answer is written

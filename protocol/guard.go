@@ -253,7 +253,6 @@ func (r *refusals) allow() (bool, int) {
 
 // refuse logs (rate-limited) that a client was refused.
 func (s *Server) refuse(client netip.AddrPort, why string) {
-	s.refused.Add(1)
 	s.countRefusal(why)
 	if ok, dropped := s.refusals.allow(); ok {
 		if dropped > 0 {

@@ -15,7 +15,7 @@ import (
 // Engine names a server design of the chapter.
 type Engine string
 
-// The engines. EventLoop is reserved for the epoll engine.
+// The engines; config lists which a configuration may name.
 const (
 	// EngineSingle runs one conversation at a time (listing 7-3). An idle
 	// client stalls every other client: kept for teaching and comparison.
@@ -32,11 +32,6 @@ const (
 	// right, one loop per core as the chapter concludes). Linux only.
 	EngineEventLoop Engine = "eventloop"
 )
-
-// Engines lists the engines a Server runs.
-func Engines() []Engine {
-	return []Engine{EngineSingle, EnginePool, EngineGoroutine, EngineEventLoop}
-}
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
 var ErrServerClosed = errors.New("server closed")
@@ -83,7 +78,6 @@ type Server struct {
 	draining atomic.Bool
 	srcs     sources
 	refusals refusals
-	refused  atomic.Uint64
 
 	answerHits  map[string]*atomic.Uint64 // by answer; guarded by mu
 	unknownHits atomic.Uint64

@@ -4,9 +4,10 @@ import "time"
 
 // Limits bound what one connection and the whole server may cost.
 type Limits struct {
-	// MaxConnections is the number of conversations the goroutine engine
-	// runs at once; above it the engine stops accepting and the kernel's
-	// listen backlog holds new clients. <= 0 means no limit.
+	// MaxConnections is the number of conversations the goroutine and
+	// eventloop engines run at once; above it they stop accepting and the
+	// kernel's listen backlog holds new clients (single and pool are
+	// bounded by their workers). <= 0 means no limit.
 	MaxConnections int
 	// MaxQuestionBytes is the longest question allowed, '?' included.
 	// A longer one closes the connection. <= 0 means no limit.

@@ -15,6 +15,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"zend/daemon"
 )
 
 func main() {
@@ -76,7 +78,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "reopen":
 		return cmdReopen(g)
 	case "version":
-		fmt.Fprintln(stdout, "zend", version())
+		fmt.Fprintln(stdout, "zend", daemon.Version())
 		return nil
 	case "help":
 		usage(stdout)
