@@ -69,6 +69,15 @@ const maxConnections = 1 << 20
 // to one listen address in a second; a larger rate is never reached.
 const maxAcceptRatePerIP = 65535
 
+// The bounds of limits.send_buffer: below 4 KiB a single write of a batch
+// of answers takes many round trips; above 4 MiB a connection that does
+// not read holds megabytes of kernel memory (the kernel doubles the value
+// for its bookkeeping).
+const (
+	minSendBuffer = 4 << 10
+	maxSendBuffer = 4 << 20
+)
+
 // server.workers is bounded by the machine: workersPerCPU per CPU, at least
 // workersFloor, never above workersCap. An eventloop worker is an OS thread
 // (locked to its epoll loop) with two file descriptors and a 16 KiB read
@@ -176,6 +185,9 @@ func (c *Config) Validate() error {
 	}
 	if perIP < 0 || perIP > perIPMax {
 		bad("limits.max_connections_per_ip", "%d: allowed is 0 (no limit) to %d (%s): a larger limit is never reached", perIP, perIPMax, perIPOf)
+	}
+	if b := c.Limits.SendBuffer; b != 0 && (b < minSendBuffer || b > maxSendBuffer) {
+		bad("limits.send_buffer", "%d: allowed is 0 (the kernel's autotuning, up to net.ipv4.tcp_wmem's maximum per connection) or %d to %d bytes", b, minSendBuffer, maxSendBuffer)
 	}
 	if c.Limits.AcceptRatePerIP < 0 || c.Limits.AcceptRatePerIP > maxAcceptRatePerIP {
 		bad("limits.accept_rate_per_ip", "%d: allowed is 0 (no limit) to %d new connections a second: one client address has no more ports to open them from", c.Limits.AcceptRatePerIP, maxAcceptRatePerIP)

@@ -85,6 +85,7 @@ func Settings(cfg *config.Config) protocol.Settings {
 
 			MaxConnectionsPerIP: cfg.Limits.MaxConnectionsPerIP,
 			AcceptRatePerIP:     cfg.Limits.AcceptRatePerIP,
+			SendBuffer:          cfg.Limits.SendBuffer,
 		},
 	}
 }

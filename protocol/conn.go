@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -80,6 +81,9 @@ func (s *Server) openConn(nc net.Conn, started func()) (*conn, []byte, bool) {
 		return nil, nil, false
 	}
 	st := s.settings.Load()
+	if b := st.Limits.SendBuffer; b > 0 {
+		setSendBuffer(nc, b)
+	}
 	peer := addrPortOf(nc.RemoteAddr())
 	client := peer
 	var initial []byte
@@ -475,6 +479,17 @@ func lingerClose(nc net.Conn, end time.Time) {
 		}
 	}
 	nc.Close()
+}
+
+// setSendBuffer sets nc's SO_SNDBUF to b, where nc has a socket.
+func setSendBuffer(nc net.Conn, b int) {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return
+	}
+	if rc, err := sc.SyscallConn(); err == nil {
+		rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, b) })
+	}
 }
 
 func isTimeout(err error) bool {

@@ -28,6 +28,10 @@ type Limits struct {
 	// address may open (a token bucket of that size); more are closed at
 	// once. <= 0 means no limit.
 	AcceptRatePerIP int
+	// SendBuffer is set as each accepted connection's SO_SNDBUF, so a
+	// client that asks and never reads holds a bounded share of kernel
+	// memory. <= 0 leaves it to the kernel.
+	SendBuffer int
 }
 
 // Settings are the parts of a server that can change while it runs

@@ -660,3 +660,36 @@ func (l *load) halt() (asked, failed int64, errs []string) {
 	l.wg.Wait()
 	return l.asked.Load(), l.failed.Load(), l.errs
 }
+
+// TestSendBuffer: limits.send_buffer is each accepted connection's
+// SO_SNDBUF (the kernel doubles it for its bookkeeping: ss shows tb), so a
+// client that asks and never reads holds a bounded share of kernel memory.
+func TestSendBuffer(t *testing.T) {
+	ssBin := tool(t, "ss", "/usr/bin/ss", "/bin/ss")
+	for _, engine := range concurrentEngines {
+		for _, size := range []int{16384, 65536} {
+			t.Run(fmt.Sprintf("%s/%d", engine, size), func(t *testing.T) {
+				_, addr := startZend(t, nil, "-engine", engine, "-set", fmt.Sprintf("limits.send_buffer=%d", size))
+				c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				io.WriteString(c, "Simple is better than?")
+				if a, err := bufio.NewReader(c).ReadString('.'); err != nil || a != "Complex." {
+					t.Fatalf("answer %q %v", a, err)
+				}
+				_, port, _ := net.SplitHostPort(addr)
+				out, errout, code := runCmd(t, exec.Command(ssBin, "-tmnH", "state", "established", "( sport = :"+port+" )"))
+				if code != 0 {
+					t.Fatalf("ss: %s", errout)
+				}
+				m := regexp.MustCompile(`tb(\d+)`).FindStringSubmatch(out)
+				if m == nil || m[1] != fmt.Sprint(2*size) {
+					t.Fatalf("server socket's send buffer: %q, want tb%d", out, 2*size)
+				}
+			})
+		}
+	}
+}
