@@ -100,8 +100,15 @@ func (s *Server) openConn(nc net.Conn, started func()) (*conn, []byte, bool) {
 	if st.Proxy.Enabled && peer.IsValid() {
 		var err error
 		client, initial, err = s.proxyStart(nc, peer, st)
-		if err != nil && !errors.Is(err, io.EOF) && !isTimeout(err) {
+		switch {
+		case errors.Is(err, ErrProxyHeader):
 			return refuse(peer, err.Error())
+		case err != nil && !errors.Is(err, io.EOF) && !isTimeout(err):
+			// The connection failed while its header was awaited: an
+			// error, as on every engine, not a refusal.
+			c.log = s.log.With("client", c.remote)
+			s.closeConn(c, endError, err.Error())
+			return nil, nil, false
 		}
 		if viaProxy {
 			why, counted := s.admit(client, st)
@@ -237,14 +244,22 @@ type conversation struct {
 	big     []byte
 	useBig  bool
 	pending []byte    // the start of a question, without its '?'
-	qStart  time.Time // when pending's first byte arrived
-	out     []byte    // answers to write
-	lim     Limits
-	now     time.Time
-	drain   bool // the last deadline was set for the drain
-	how     ending
-	detail  string
+	qStart  time.Time // when pending's first byte (or spaced's first space) arrived
+	// spaced: whitespace came since the last answer, and no question byte
+	// yet. It starts the question timeout as any byte does: a client
+	// dripping spaces is cut as one dripping letters is.
+	spaced bool
+	out    []byte // answers to write
+	lim    Limits
+	now    time.Time
+	drain  bool // the last deadline was set for the drain
+	how    ending
+	detail string
 }
+
+// inQuestion reports whether a question (or whitespace before one) has
+// begun: the question timeout applies, not the idle timeout.
+func (cv *conversation) inQuestion() bool { return len(cv.pending) > 0 || cv.spaced }
 
 // buffer returns the buffer for the next read.
 func (cv *conversation) buffer() []byte {
@@ -276,12 +291,12 @@ func (cv *conversation) prepare() {
 	cv.lim = s.settings.Load().Limits
 	cv.now = time.Now()
 	cv.drain = s.draining.Load()
-	cv.nc.SetReadDeadline(s.readDeadline(cv.now, cv.lim, len(cv.pending) > 0, cv.qStart, cv.drain))
+	cv.nc.SetReadDeadline(s.readDeadline(cv.now, cv.lim, cv.inQuestion(), cv.qStart, cv.drain))
 	if !cv.drain && s.draining.Load() {
 		// Shutdown began between the check and SetReadDeadline, and
 		// may have woken us before we moved the deadline back.
 		cv.drain = true
-		cv.nc.SetReadDeadline(s.readDeadline(cv.now, cv.lim, len(cv.pending) > 0, cv.qStart, true))
+		cv.nc.SetReadDeadline(s.readDeadline(cv.now, cv.lim, cv.inQuestion(), cv.qStart, true))
 	}
 }
 
@@ -318,8 +333,9 @@ func (cv *conversation) step(rbuf []byte, n int, rerr error) bool {
 			}
 			if end < 0 {
 				rest := data[start:]
-				if len(rest) > 0 && fresh {
-					cv.qStart = time.Now()
+				if fresh && !cv.spaced && (len(rest) > 0 || start > 0) {
+					cv.qStart = time.Now() // a question (or the space before one) begins
+					cv.spaced = len(rest) == 0
 				}
 				cv.pending = append(cv.pending[:0], rest...) // copy handles the overlap
 				break
@@ -334,6 +350,7 @@ func (cv *conversation) step(rbuf []byte, n int, rerr error) bool {
 			answered++
 			data = data[end:]
 			fresh = true
+			cv.spaced = false
 			if len(cv.out) >= batchOut && len(data) > 0 {
 				// Answers are written as they reach a batch, so one
 				// read of many questions never holds more than a batch
@@ -387,7 +404,7 @@ func (cv *conversation) step(rbuf []byte, n int, rerr error) bool {
 			}
 			return false
 		}
-		if len(pending) > 0 {
+		if cv.inQuestion() {
 			if lim.QuestionTimeout > 0 && !time.Now().Before(cv.qStart.Add(lim.QuestionTimeout)) {
 				return cv.end(endQuestionTimeout, quote(pending))
 			}

@@ -696,6 +696,18 @@ func (l *loop) input(c *elConn, data []byte, st *Settings) {
 			return
 		}
 		if end < 0 {
+			if len(data) > 0 && start == len(data) {
+				// Only whitespace: it starts the question timeout as any
+				// byte does, and more of it does not restart it.
+				if c.pending != nil {
+					putBuf(c.pending)
+					c.pending = nil
+				}
+				if c.state == stIdle {
+					l.setState(c, stQuestion)
+				}
+				break
+			}
 			l.keep(c, data[start:], fresh, false)
 			break
 		}

@@ -90,6 +90,11 @@ func splitProxyHeader(buf []byte) (n int, more bool, err error) {
 		}
 		if sig[0] == 'P' {
 			i := bytes.Index(buf, []byte("\r\n"))
+			if q := bytes.IndexByte(buf, '?'); q >= 0 && (i < 0 || q < i) {
+				// A '?' before the line's end: a question that starts
+				// with "PROXY ", never a header (which has none).
+				return 0, false, nil
+			}
 			switch {
 			case i >= 0 && i+2 <= 107:
 				return i + 2, false, nil
