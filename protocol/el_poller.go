@@ -1,0 +1,262 @@
+//go:build linux
+
+package protocol
+
+// The event loop's poller: one epoll instance and one goroutine locked to
+// a thread per loop, the operations other goroutines queue for it, and how
+// long it may sleep.
+
+import (
+	"runtime"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// loop is one event loop: an epoll instance and a goroutine locked to a
+// thread.
+type loop struct {
+	s     *Server
+	epfd  int
+	evfd  int
+	conns []*elConn // by fd
+	lists [nStates]elList
+	open  int
+	rbuf  []byte
+	wbuf  []byte
+	start time.Time
+
+	mu        sync.Mutex // guards ops, exited and fdsClosed
+	ops       []func()
+	exited    bool                // the loop's goroutine has returned: do runs ops itself
+	fdsClosed bool                // the group closed epfd and evfd: wake does nothing
+	after     sync.Mutex          // serialises the ops do runs after the loop exited
+	gone      bool                // set by the loop before it exits: no epoll calls after
+	lfds      map[int]*elListener // listeners registered here
+	paused    map[int]bool        // listeners taken out of epoll (full, or accept errors)
+	resume    int64               // ns: when paused listeners go back
+	backoff   time.Duration       // accept error backoff
+	full      bool                // paused because max_connections is reached
+
+	draining bool
+	killed   bool
+}
+
+func newLoop(s *Server) (*loop, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	evfd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, err
+	}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, evfd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(evfd)}); err != nil {
+		unix.Close(epfd)
+		unix.Close(evfd)
+		return nil, err
+	}
+	return &loop{s: s, epfd: epfd, evfd: evfd, rbuf: make([]byte, readBuf), start: time.Now(),
+		lfds: map[int]*elListener{}, paused: map[int]bool{}}, nil
+}
+
+// do runs f on the loop's goroutine or, once the loop has exited, on the
+// caller's (one at a time): an operation queued as the loop exits still
+// runs, so a Serve waiting for its listener to be taken in (or dropped)
+// is always answered.
+func (l *loop) do(f func()) {
+	l.mu.Lock()
+	if l.exited {
+		l.mu.Unlock()
+		l.after.Lock()
+		defer l.after.Unlock()
+		f()
+		return
+	}
+	l.ops = append(l.ops, f)
+	l.mu.Unlock()
+	l.wake()
+}
+
+// exit ends the loop: no epoll calls from here on; operations queued until
+// now run here, later ones in do.
+func (l *loop) exit() {
+	l.after.Lock()
+	defer l.after.Unlock()
+	l.gone = true
+	l.mu.Lock()
+	l.exited = true
+	ops := l.ops
+	l.ops = nil
+	l.mu.Unlock()
+	for _, f := range ops {
+		f()
+	}
+}
+
+// wake makes the loop look at its operations and the server's state; a
+// no-op once the group closed the loop's descriptors.
+func (l *loop) wake() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.fdsClosed {
+		return
+	}
+	var one = [8]byte{1}
+	unix.Write(l.evfd, one[:])
+}
+
+func (l *loop) now() int64 { return int64(time.Since(l.start)) }
+
+// run is the loop.
+func (l *loop) run() {
+	runtime.LockOSThread()
+	events := make([]unix.EpollEvent, 256)
+	for {
+		l.runOps()
+		if l.s.draining.Load() && !l.draining {
+			l.beginDrain()
+		}
+		if l.s.killed() && !l.killed {
+			l.kill()
+		}
+		if l.draining && l.open == 0 && len(l.lfds) == 0 {
+			l.exit()
+			return
+		}
+		// Events ready now are taken without blocking (and without the
+		// runtime's syscall bookkeeping); only an idle loop blocks.
+		n, err := rawEpollPoll(l.epfd, events)
+		if n == 0 && err == nil {
+			n, err = unix.EpollWait(l.epfd, events, l.waitMs())
+		}
+		if err != nil && err != unix.EINTR {
+			l.s.log.Error("epoll_wait failed", "err", err.Error())
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		st := l.s.settings.Load()
+		for i := 0; i < n; i++ {
+			ev := &events[i]
+			fd := int(ev.Fd)
+			switch {
+			case fd == l.evfd:
+				var b [8]byte
+				unix.Read(l.evfd, b[:])
+			case l.lfds[fd] != nil:
+				l.accept(fd, st)
+			default:
+				if fd < len(l.conns) && l.conns[fd] != nil {
+					l.event(l.conns[fd], ev.Events, st)
+				}
+			}
+		}
+		l.expire(st)
+	}
+}
+
+func (l *loop) runOps() {
+	l.mu.Lock()
+	ops := l.ops
+	l.ops = nil
+	l.mu.Unlock()
+	for _, f := range ops {
+		f()
+	}
+}
+
+// waitMs is how long epoll_wait may sleep: until the earliest timeout.
+func (l *loop) waitMs() int {
+	st := l.s.settings.Load()
+	next := int64(-1)
+	consider := func(t int64) {
+		if next < 0 || t < next {
+			next = t
+		}
+	}
+	lim := st.Limits
+	if h := l.lists[stIdle].head; h != nil {
+		if l.draining {
+			consider(h.since + int64(drainPoll))
+		} else if lim.IdleTimeout > 0 {
+			consider(h.since + int64(lim.IdleTimeout))
+		}
+	}
+	if h := l.lists[stQuestion].head; h != nil {
+		if lim.QuestionTimeout > 0 {
+			consider(h.since + int64(lim.QuestionTimeout))
+		}
+		if l.draining {
+			consider(l.drainEnd())
+		}
+	}
+	if h := l.lists[stWriting].head; h != nil && lim.WriteTimeout > 0 {
+		consider(h.since + int64(lim.WriteTimeout))
+	}
+	if h := l.lists[stDelayed].head; h != nil {
+		consider(h.since)
+	}
+	if h := l.lists[stLinger].head; h != nil {
+		consider(h.since)
+	}
+	if len(l.paused) > 0 {
+		if l.full {
+			consider(l.now() + int64(20*time.Millisecond)) // another loop may free a slot
+		} else {
+			consider(l.resume)
+		}
+	}
+	if l.draining {
+		consider(l.now() + int64(50*time.Millisecond)) // watch for the kill
+	}
+	if next < 0 {
+		return -1
+	}
+	d := next - l.now()
+	if d <= 0 {
+		return 0
+	}
+	ms := int((d + int64(time.Millisecond) - 1) / int64(time.Millisecond))
+	return min(ms, 1000)
+}
+
+func (l *loop) drainEnd() int64 {
+	if l.s.drainEnd.IsZero() {
+		return l.now() + int64(time.Hour)
+	}
+	return int64(l.s.drainEnd.Sub(l.start))
+}
+
+func (l *loop) epollListener(fd int, on bool) {
+	if l.gone {
+		return
+	}
+	if on {
+		unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLEXCLUSIVE, Fd: int32(fd)})
+	} else {
+		unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, fd, nil)
+	}
+}
+
+func (l *loop) setIn(c *elConn, on bool) bool {
+	l.ctl(c, on, c.out)
+	return on
+}
+
+func (l *loop) setOut(c *elConn, on bool) {
+	c.out = on
+	l.ctl(c, c.in, on)
+}
+
+func (l *loop) ctl(c *elConn, in, out bool) {
+	var ev uint32
+	if in {
+		ev |= unix.EPOLLIN | unix.EPOLLRDHUP
+	}
+	if out {
+		ev |= unix.EPOLLOUT
+	}
+	rawEpollCtl(l.epfd, unix.EPOLL_CTL_MOD, int(c.fd), &unix.EpollEvent{Events: ev, Fd: c.fd})
+}
