@@ -370,20 +370,38 @@ func oneOf(s string, allowed []string) bool {
 
 // ParsePrefix parses an address ("192.0.2.7", "::1") or a CIDR
 // ("10.0.0.0/8", "2001:db8::/32"); an address is a prefix of one host.
+// An IPv4-mapped address or CIDR ("::ffff:192.0.2.7", "::ffff:a.b.c.d/N"
+// with N >= 96) is the IPv4 prefix it names (a.b.c.d/N-96): zend matches
+// an IPv4 client, also one of a dual-stack socket, by its IPv4 address,
+// and a mapped prefix would never match it. A mapped CIDR shorter than /96
+// names no IPv4 client and is an error.
 func ParsePrefix(s string) (netip.Prefix, error) {
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return netip.Prefix{}, fmt.Errorf("%q: allowed is an IPv4 or IPv6 address or CIDR, such as \"10.0.0.0/8\" or \"::1\"", s)
-		}
-		return p.Masked(), nil
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
+	bad := func() (netip.Prefix, error) {
 		return netip.Prefix{}, fmt.Errorf("%q: allowed is an IPv4 or IPv6 address or CIDR, such as \"10.0.0.0/8\" or \"::1\"", s)
 	}
-	a = a.Unmap()
-	return netip.PrefixFrom(a, a.BitLen()), nil
+	if !strings.Contains(s, "/") {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return bad()
+		}
+		a = a.Unmap()
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return bad()
+	}
+	if a := p.Addr(); a.Is4In6() {
+		if p.Bits() < 96 {
+			want := "10.0.0.0/8"
+			if p.Bits() <= 32 { // an IPv4 length, most likely
+				want = netip.PrefixFrom(a.Unmap(), p.Bits()).Masked().String()
+			}
+			return netip.Prefix{}, fmt.Errorf("%q: an IPv4-mapped CIDR needs a length of 96 or more (::ffff:a.b.c.d/N is the IPv4 a.b.c.d/N-96): allowed is an IPv4 CIDR such as %q", s, want)
+		}
+		p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+	}
+	return p.Masked(), nil
 }
 
 // Problem returns the error for key's value, at the place that value came
