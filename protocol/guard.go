@@ -138,10 +138,13 @@ func parseProxyHeader(h []byte, peer netip.AddrPort) (netip.AddrPort, error) {
 }
 
 // sources tracks per-source connections and their rate, like sshd's
-// PerSourceMaxStartups and xinetd's per_source and cps.
+// PerSourceMaxStartups and xinetd's per_source and cps. A source is what
+// sourceKey makes of a client address under the IPv6 prefix in force.
 type sources struct {
 	mu    sync.Mutex
-	m     map[netip.Addr]*source
+	m     map[netip.Addr]*source // by sourceKey(address, bits)
+	bits  int                    // the IPv6 prefix m is keyed on (Limits.IPv6Prefix)
+	held  map[netip.Addr]int     // connections counted, by client address
 	swept time.Time
 }
 
@@ -152,18 +155,48 @@ type source struct {
 	at     time.Time
 }
 
+// sourceKey returns the source a client address counts under in the
+// per-source limits. An IPv4 address is its own source, also when an
+// IPv6 socket reports it as ::ffff:a.b.c.d (masking that to a /64 would
+// make all of IPv4 one source). An IPv6 address counts under its first
+// bits bits, its zone dropped: a host commonly has a whole /64 to pick
+// addresses from, so counting each address lets it pass any limit. bits
+// <= 0 or >= 128 keys on the whole address.
+func sourceKey(ip netip.Addr, bits int) netip.Addr {
+	ip = ip.Unmap().WithZone("")
+	if !ip.Is6() || bits <= 0 || bits >= 128 {
+		return ip
+	}
+	p, _ := ip.Prefix(bits) // cannot fail: 0 < bits < 128, no zone
+	return p.Addr()
+}
+
+// describe names a source in a refusal, and the key that made it: an
+// IPv6 prefix is named, an address is not (the log line names the client).
+func (s *sources) describe(key netip.Addr) (from, setting string) {
+	if key.Is6() && s.bits > 0 && s.bits < 128 {
+		return fmt.Sprintf(" from %s/%d", key, s.bits), ", limits.ipv6_prefix"
+	}
+	return "", ""
+}
+
 // admit counts a new connection from ip, or says why it is refused.
 // counted tells whether release must be called for it.
 func (s *sources) admit(ip netip.Addr, lim Limits) (why string, counted bool) {
 	if lim.MaxConnectionsPerIP <= 0 && lim.AcceptRatePerIP <= 0 {
 		return "", false
 	}
-	ip = ip.Unmap()
+	ip = ip.Unmap().WithZone("")
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.m == nil {
 		s.m = map[netip.Addr]*source{}
+		s.held = map[netip.Addr]int{}
+		s.bits = lim.IPv6Prefix
+	}
+	if lim.IPv6Prefix != s.bits {
+		s.rekey(lim, now)
 	}
 	if now.Sub(s.swept) > 10*time.Second {
 		// Sources that burst once and never came back: their bucket is
@@ -173,37 +206,69 @@ func (s *sources) admit(ip netip.Addr, lim Limits) (why string, counted bool) {
 			s.forget(a, src)
 		}
 	}
-	src := s.m[ip]
+	key := sourceKey(ip, s.bits)
+	src := s.m[key]
 	if src == nil {
 		src = &source{tokens: float64(lim.AcceptRatePerIP), rate: float64(lim.AcceptRatePerIP), at: now}
-		s.m[ip] = src
+		s.m[key] = src
 	}
 	src.rate = float64(lim.AcceptRatePerIP)
 	if lim.AcceptRatePerIP > 0 {
 		src.refill(now)
 		if src.tokens < 1 {
-			s.forget(ip, src)
-			return fmt.Sprintf("more than %d new connections a second (limits.accept_rate_per_ip)", lim.AcceptRatePerIP), false
+			s.forget(key, src)
+			from, setting := s.describe(key)
+			return fmt.Sprintf("more than %d new connections a second%s (limits.accept_rate_per_ip%s)", lim.AcceptRatePerIP, from, setting), false
 		}
 	}
 	if lim.MaxConnectionsPerIP > 0 && src.open >= lim.MaxConnectionsPerIP {
-		return fmt.Sprintf("%d connections open already (limits.max_connections_per_ip)", src.open), false
+		from, setting := s.describe(key)
+		return fmt.Sprintf("%d connections open already%s (limits.max_connections_per_ip%s)", src.open, from, setting), false
 	}
 	if lim.AcceptRatePerIP > 0 {
 		src.tokens--
 	}
 	src.open++
+	s.held[ip]++
 	return "", true
 }
 
-// release uncounts a connection admitted from ip.
+// release uncounts a connection admitted from ip, under the source it
+// counts under now (a reload may have changed the IPv6 prefix since).
 func (s *sources) release(ip netip.Addr) {
-	ip = ip.Unmap()
+	ip = ip.Unmap().WithZone("")
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if src := s.m[ip]; src != nil {
+	switch n := s.held[ip]; n {
+	case 0:
+		return // not counted
+	case 1:
+		delete(s.held, ip)
+	default:
+		s.held[ip] = n - 1
+	}
+	key := sourceKey(ip, s.bits)
+	if src := s.m[key]; src != nil {
 		src.open--
-		s.forget(ip, src)
+		s.forget(key, src)
+	}
+}
+
+// rekey counts the open connections under lim's IPv6 prefix, which a
+// reload changed. Every accept-rate bucket starts full again: the bucket
+// of a short prefix cannot be split among the longer ones it holds.
+func (s *sources) rekey(lim Limits, now time.Time) {
+	s.bits = lim.IPv6Prefix
+	clear(s.m)
+	rate := float64(lim.AcceptRatePerIP)
+	for ip, n := range s.held {
+		key := sourceKey(ip, s.bits)
+		src := s.m[key]
+		if src == nil {
+			src = &source{tokens: rate, rate: rate, at: now}
+			s.m[key] = src
+		}
+		src.open += n
 	}
 }
 

@@ -21,17 +21,24 @@ type Limits struct {
 	// WriteTimeout closes a connection that does not take its answers
 	// for this long. <= 0 means no timeout.
 	WriteTimeout time.Duration
-	// MaxConnectionsPerIP is how many connections one client address may
-	// have open; more are closed at once. <= 0 means no limit.
+	// MaxConnectionsPerIP is how many connections one source (a client
+	// address, an IPv6 prefix: see IPv6Prefix) may have open; more are
+	// closed at once. <= 0 means no limit.
 	MaxConnectionsPerIP int
-	// AcceptRatePerIP is how many new connections a second one client
-	// address may open (a token bucket of that size); more are closed at
-	// once. <= 0 means no limit.
+	// AcceptRatePerIP is how many new connections a second one source
+	// may open (a token bucket of that size); more are closed at once.
+	// <= 0 means no limit.
 	AcceptRatePerIP int
 	// SendBuffer is set as each accepted connection's SO_SNDBUF, so a
 	// client that asks and never reads holds a bounded share of kernel
 	// memory. <= 0 leaves it to the kernel.
 	SendBuffer int
+	// IPv6Prefix is how many leading bits of an IPv6 client address name
+	// its source in the per-source limits: a host commonly holds a whole
+	// /64, and counting each of its addresses apart would let it pass
+	// any limit. An IPv4 client (also one reported as ::ffff:a.b.c.d) is
+	// its own source. <= 0 or >= 128 counts each IPv6 address apart.
+	IPv6Prefix int
 }
 
 // Settings are the parts of a server that can change while it runs
