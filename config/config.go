@@ -77,6 +77,9 @@ type Limits struct {
 	// Per-source limits; 0 means none.
 	MaxConnectionsPerIP int `toml:"max_connections_per_ip" env:"ZEND_MAX_CONNECTIONS_PER_IP"`
 	AcceptRatePerIP     int `toml:"accept_rate_per_ip" env:"ZEND_ACCEPT_RATE_PER_IP"`
+	// IPv6Prefix is the prefix length under which the per-source limits
+	// count an IPv6 client: one host commonly holds a whole /64.
+	IPv6Prefix int `toml:"ipv6_prefix" env:"ZEND_IPV6_PREFIX"`
 	// SendBuffer is each connection's kernel send buffer (SO_SNDBUF), in
 	// bytes; 0 leaves it to the kernel's autotuning.
 	SendBuffer int `toml:"send_buffer" env:"ZEND_SEND_BUFFER"`
@@ -125,6 +128,7 @@ func Default() *Config {
 			QuestionTimeout:  Duration(30 * time.Second),
 			WriteTimeout:     Duration(30 * time.Second),
 			ShutdownTimeout:  Duration(10 * time.Second),
+			IPv6Prefix:       64,
 			SendBuffer:       64 << 10,
 		},
 		Access:  Access{Allow: []string{}, Deny: []string{}},

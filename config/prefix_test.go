@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -55,5 +56,50 @@ func TestParsePrefix(t *testing.T) {
 		case !tt.err && p.String() != tt.want:
 			t.Errorf("ParsePrefix(%q) = %v, want %s", tt.in, p, tt.want)
 		}
+	}
+}
+
+// TestIPv6PrefixKey checks limits.ipv6_prefix, the IPv6 prefix the
+// per-source limits count a client under: its default, the file, the
+// environment, and its bounds. want is the value, or a substring of the
+// error when err is set.
+func TestIPv6PrefixKey(t *testing.T) {
+	tests := []struct {
+		name, file string
+		env        []string
+		want       string
+		err        bool
+	}{
+		// Unset: a /64, what one host commonly holds.
+		{"default", "", nil, "64", false},
+		// From the file.
+		{"file", "[limits]\nipv6_prefix = 56\n", nil, "56", false},
+		// The environment overrides the file.
+		{"environment", "[limits]\nipv6_prefix = 56\n", []string{"ZEND_IPV6_PREFIX=48"}, "48", false},
+		// The shortest prefix: half of all addresses is one source.
+		{"lower bound", "[limits]\nipv6_prefix = 1\n", nil, "1", false},
+		// The longest: every address is a source, as IPv4 is.
+		{"upper bound", "[limits]\nipv6_prefix = 128\n", nil, "128", false},
+		// 0 would make every IPv6 client one source.
+		{"zero", "[limits]\nipv6_prefix = 0\n", nil, "zend.toml:2: limits.ipv6_prefix: 0: allowed is 1 to 128", true},
+		// An IPv6 address has 128 bits.
+		{"above", "[limits]\nipv6_prefix = 129\n", nil, "zend.toml:2: limits.ipv6_prefix: 129: allowed is 1 to 128", true},
+		// From the environment, the error names the variable.
+		{"bad environment", "", []string{"ZEND_IPV6_PREFIX=-1"}, "environment ZEND_IPV6_PREFIX: limits.ipv6_prefix: -1: allowed is 1 to 128", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Source{Path: write(t, tt.file), Environ: tt.env}.Load()
+			switch {
+			case tt.err && err == nil:
+				t.Fatalf("loaded ipv6_prefix = %d, want an error containing %q", c.Limits.IPv6Prefix, tt.want)
+			case tt.err && !strings.Contains(err.Error(), tt.want):
+				t.Fatalf("error %q, want it to contain %q", err, tt.want)
+			case !tt.err && err != nil:
+				t.Fatal(err)
+			case !tt.err && fmt.Sprint(c.Limits.IPv6Prefix) != tt.want:
+				t.Fatalf("ipv6_prefix = %d, want %s", c.Limits.IPv6Prefix, tt.want)
+			}
+		})
 	}
 }

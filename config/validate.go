@@ -192,6 +192,9 @@ func (c *Config) Validate() error {
 	if c.Limits.AcceptRatePerIP < 0 || c.Limits.AcceptRatePerIP > maxAcceptRatePerIP {
 		bad("limits.accept_rate_per_ip", "%d: allowed is 0 (no limit) to %d new connections a second: one client address has no more ports to open them from", c.Limits.AcceptRatePerIP, maxAcceptRatePerIP)
 	}
+	if c.Limits.IPv6Prefix < 1 || c.Limits.IPv6Prefix > 128 {
+		bad("limits.ipv6_prefix", "%d: allowed is 1 to 128, the leading bits of an IPv6 client address that name its source for the per-source limits (64: a host's usual /64; 128: each address)", c.Limits.IPv6Prefix)
+	}
 
 	switch p := c.Daemon.Pidfile; {
 	case p == "":

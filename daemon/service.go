@@ -86,6 +86,7 @@ func Settings(cfg *config.Config) protocol.Settings {
 			MaxConnectionsPerIP: cfg.Limits.MaxConnectionsPerIP,
 			AcceptRatePerIP:     cfg.Limits.AcceptRatePerIP,
 			SendBuffer:          cfg.Limits.SendBuffer,
+			IPv6Prefix:          cfg.Limits.IPv6Prefix,
 		},
 	}
 }
