@@ -1,7 +1,9 @@
 package daemon
 
 import (
+	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"strconv"
@@ -26,11 +28,36 @@ func SystemBacklog() int {
 	return n
 }
 
+// socket is unix.Socket; a test replaces it to play a host without IPv6.
+var socket = unix.Socket
+
+// DualStack reports whether the listen address addr is the wildcard that
+// Listen serves IPv4 and IPv6 on: ":PORT" or "[::]:PORT" ("0.0.0.0:PORT"
+// is IPv4 only).
+func DualStack(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.To4() == nil && ip.IsUnspecified()
+}
+
 // Listen binds a TCP listener on addr ("host:port") with the given backlog
 // (0 means the system maximum) and SO_REUSEADDR, as the chapter's
 // create_srv_socket does, but with a backlog large enough that a burst of
 // clients waits in the kernel instead of being refused.
-func Listen(addr string, backlog int) (net.Listener, error) {
+//
+// ":PORT" and "[::]:PORT" listen on every interface for IPv4 and IPv6
+// alike: one AF_INET6 socket with IPV6_V6ONLY off, whatever the system's
+// default (net.ipv6.bindv6only, and the BSDs default to on), whose IPv4
+// clients appear as ::ffff:a.b.c.d. On a host without IPv6 such an
+// address is bound for IPv4 only, and log (when not nil) says so.
+// "0.0.0.0:PORT" is IPv4 only.
+func Listen(addr string, backlog int, log *slog.Logger) (net.Listener, error) {
 	if backlog <= 0 {
 		backlog = SystemBacklog()
 	}
@@ -38,28 +65,43 @@ func Listen(addr string, backlog int) (net.Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", addr, err)
 	}
-	var (
-		sa     unix.Sockaddr
-		family = unix.AF_INET
-	)
+	if DualStack(addr) {
+		ln, err := listenOn(addr, unix.AF_INET6, &unix.SockaddrInet6{Port: ta.Port}, backlog, true)
+		if err == nil || !noIPv6(err) {
+			return ln, err
+		}
+		if log != nil {
+			log.Warn("this host has no IPv6: listening on IPv4 only", "addr", addr, "err", err.Error())
+		}
+		return listenOn(addr, unix.AF_INET, &unix.SockaddrInet4{Port: ta.Port}, backlog, false)
+	}
 	if ip4 := ta.IP.To4(); ip4 != nil || ta.IP == nil {
 		s := &unix.SockaddrInet4{Port: ta.Port}
 		if ip4 != nil {
 			copy(s.Addr[:], ip4)
 		}
-		sa = s
-	} else {
-		family = unix.AF_INET6
-		s := &unix.SockaddrInet6{Port: ta.Port}
-		copy(s.Addr[:], ta.IP.To16())
-		if ta.Zone != "" {
-			if ifi, err := net.InterfaceByName(ta.Zone); err == nil {
-				s.ZoneId = uint32(ifi.Index)
-			}
-		}
-		sa = s
+		return listenOn(addr, unix.AF_INET, s, backlog, false)
 	}
-	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
+	s := &unix.SockaddrInet6{Port: ta.Port}
+	copy(s.Addr[:], ta.IP.To16())
+	if ta.Zone != "" {
+		if ifi, err := net.InterfaceByName(ta.Zone); err == nil {
+			s.ZoneId = uint32(ifi.Index)
+		}
+	}
+	return listenOn(addr, unix.AF_INET6, s, backlog, false)
+}
+
+// noIPv6 tells the errors of a host without IPv6 (a kernel without it,
+// or booted with ipv6.disable=1) from those of a bind that fails.
+func noIPv6(err error) bool {
+	return errors.Is(err, unix.EAFNOSUPPORT) || errors.Is(err, unix.EPROTONOSUPPORT) || errors.Is(err, unix.EADDRNOTAVAIL)
+}
+
+// listenOn makes a listening socket of family bound to sa; dualStack
+// turns IPV6_V6ONLY off on an AF_INET6 socket.
+func listenOn(addr string, family int, sa unix.Sockaddr, backlog int, dualStack bool) (net.Listener, error) {
+	fd, err := socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: socket: %w", addr, err)
 	}
@@ -69,6 +111,11 @@ func Listen(addr string, backlog int) (net.Listener, error) {
 	}
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
 		return fail("setsockopt SO_REUSEADDR", err)
+	}
+	if dualStack {
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 0); err != nil {
+			return fail("setsockopt IPV6_V6ONLY", err)
+		}
 	}
 	if err := unix.Bind(fd, sa); err != nil {
 		return fail("bind", err)

@@ -132,14 +132,15 @@ func connectionsFit(nofile uint64, listeners, metrics int) int {
 	return max(int(min(nofile, most))-reservedFDs-listeners-metrics, 1)
 }
 
-// bind binds addrs; on error nothing stays bound.
-func bind(addrs []string, backlog int) (map[string]net.Listener, error) {
+// bind binds addrs; on error nothing stays bound. log hears of a
+// dual-stack address bound for IPv4 only (see Listen).
+func bind(addrs []string, backlog int, log *slog.Logger) (map[string]net.Listener, error) {
 	out := make(map[string]net.Listener, len(addrs))
 	for _, a := range addrs {
 		if _, dup := out[a]; dup {
 			continue
 		}
-		ln, err := Listen(a, backlog)
+		ln, err := Listen(a, backlog, log)
 		if err != nil {
 			for _, l := range out {
 				l.Close()
@@ -171,12 +172,18 @@ func (s *Service) UseListeners(lns []net.Listener) {
 
 // Adopt makes the service serve lns, keyed by the server.listen entries
 // they were bound for (by the daemon this one upgrades): Open binds only
-// the entries missing from them and closes those no longer listed.
+// the entries missing from them and closes those no longer listed. A
+// dual-stack entry (":1060") whose socket is IPv4 (bound by a zend from
+// before dual-stack, or on a host without IPv6) is kept, and the log says
+// that IPv6 waits for a restart.
 func (s *Service) Adopt(lns map[string]net.Listener) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for a, ln := range lns {
 		s.lns[a] = ln
+		if ta, ok := ln.Addr().(*net.TCPAddr); ok && DualStack(a) && ta.IP.To4() != nil {
+			s.log.Warn("the socket inherited for this address is IPv4 only: restart zend to serve IPv6 on it too", "addr", a, "socket", ta.String())
+		}
 	}
 }
 
@@ -195,7 +202,7 @@ func (s *Service) Open() error {
 			missing = append(missing, a)
 		}
 	}
-	fresh, err := bind(missing, s.cfg.Server.Backlog)
+	fresh, err := bind(missing, s.cfg.Server.Backlog, s.log)
 	if err != nil {
 		return err
 	}
@@ -367,7 +374,7 @@ func (s *Service) Reload(cfg *config.Config) error {
 			gone = append(gone, a)
 		}
 	}
-	fresh, err := bind(added, cfg.Server.Backlog)
+	fresh, err := bind(added, cfg.Server.Backlog, s.log)
 	if errors.Is(err, syscall.EACCES) && os.Geteuid() != 0 {
 		return fmt.Errorf("server.listen: %w (this daemon runs as uid %d since it dropped privileges: a port below 1024 needs a restart)", err, os.Geteuid())
 	}
