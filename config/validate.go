@@ -138,6 +138,9 @@ func (c *Config) Validate() error {
 			bad("server.listen", "%q: %v", a, err)
 		}
 	}
+	if err := checkOverlap(c.Server.Listen); err != nil {
+		bad("server.listen", "%v", err)
+	}
 	if !oneOf(c.Server.Engine, Engines) {
 		bad("server.engine", "unknown engine %q: allowed are %s", c.Server.Engine, strings.Join(Engines, ", "))
 	}
@@ -348,6 +351,55 @@ func checkAddr(a string) error {
 	for _, r := range host {
 		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.') {
 			return fmt.Errorf("host %q is not an IP address or host name", host)
+		}
+	}
+	return nil
+}
+
+// DualStack reports whether the listen address addr is the wildcard zend
+// serves IPv4 and IPv6 on, with one socket: ":PORT" or "[::]:PORT".
+// "0.0.0.0:PORT" is IPv4 only.
+func DualStack(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.To4() == nil && ip.IsUnspecified()
+}
+
+// checkOverlap finds two server.listen entries that cannot both be bound:
+// a wildcard and another address of its port and family (Linux refuses
+// the second bind even with SO_REUSEADDR). ":1060" covers both families,
+// so it also excludes "[::1]:1060", which was fine beside the IPv4-only
+// ":1060" of older zends. Port 0 is a new port each time.
+func checkOverlap(addrs []string) error {
+	ipv4 := func(host string) net.IP {
+		if ip := net.ParseIP(host); ip != nil {
+			return ip.To4()
+		}
+		return nil
+	}
+	for _, w := range addrs {
+		host, port, err := net.SplitHostPort(w)
+		dual := DualStack(w)
+		if err != nil || port == "0" || !dual && !ipv4(host).Equal(net.IPv4zero) {
+			continue
+		}
+		for _, o := range addrs {
+			oh, op, err := net.SplitHostPort(o)
+			if err != nil || o == w || op != port {
+				continue // the same entry twice is bound once
+			}
+			if dual {
+				return fmt.Errorf("%q and %q both listen on port %s: %q is already every interface, IPv4 and IPv6: list one of them", w, o, port, w)
+			}
+			if ipv4(oh) != nil {
+				return fmt.Errorf("%q and %q both listen on port %s: %q is already every IPv4 interface: list one of them", w, o, port, w)
+			}
 		}
 	}
 	return nil

@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"zend/config"
 )
 
 // somaxconnPath holds the kernel's cap on a listen backlog.
@@ -31,21 +33,6 @@ func SystemBacklog() int {
 // socket is unix.Socket; a test replaces it to play a host without IPv6.
 var socket = unix.Socket
 
-// DualStack reports whether the listen address addr is the wildcard that
-// Listen serves IPv4 and IPv6 on: ":PORT" or "[::]:PORT" ("0.0.0.0:PORT"
-// is IPv4 only).
-func DualStack(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.To4() == nil && ip.IsUnspecified()
-}
-
 // Listen binds a TCP listener on addr ("host:port") with the given backlog
 // (0 means the system maximum) and SO_REUSEADDR, as the chapter's
 // create_srv_socket does, but with a backlog large enough that a burst of
@@ -65,7 +52,7 @@ func Listen(addr string, backlog int, log *slog.Logger) (net.Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", addr, err)
 	}
-	if DualStack(addr) {
+	if config.DualStack(addr) {
 		ln, err := listenOn(addr, unix.AF_INET6, &unix.SockaddrInet6{Port: ta.Port}, backlog, true)
 		if err == nil || !noIPv6(err) {
 			return ln, err

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"zend/config"
 )
 
 // TestListenBacklog checks the backlog by its effect: connections that
@@ -106,7 +108,7 @@ func TestListenDualStack(t *testing.T) {
 			}
 			defer ln.Close()
 			_, port, _ := net.SplitHostPort(ln.Addr().String())
-			if DualStack(tt.addr) {
+			if config.DualStack(tt.addr) {
 				// Off explicitly, not by the system's default
 				// (net.ipv6.bindv6only; the BSDs default to on).
 				fd, err := rawFD(ln)

@@ -181,7 +181,7 @@ func (s *Service) Adopt(lns map[string]net.Listener) {
 	defer s.mu.Unlock()
 	for a, ln := range lns {
 		s.lns[a] = ln
-		if ta, ok := ln.Addr().(*net.TCPAddr); ok && DualStack(a) && ta.IP.To4() != nil {
+		if ta, ok := ln.Addr().(*net.TCPAddr); ok && config.DualStack(a) && ta.IP.To4() != nil {
 			s.log.Warn("the socket inherited for this address is IPv4 only: restart zend to serve IPv6 on it too", "addr", a, "socket", ta.String())
 		}
 	}
