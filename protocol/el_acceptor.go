@@ -193,7 +193,7 @@ func addrPort(sa unix.Sockaddr) netip.AddrPort {
 	case *unix.SockaddrInet4:
 		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port))
 	case *unix.SockaddrInet6:
-		ip := netip.AddrFrom16(a.Addr)
+		ip := netip.AddrFrom16(a.Addr).Unmap() // an IPv4 client of a dual-stack socket
 		if a.ZoneId != 0 {
 			ip = ip.WithZone(strconv.Itoa(int(a.ZoneId)))
 		}
