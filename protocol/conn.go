@@ -74,7 +74,7 @@ func (s *Server) openConn(nc net.Conn, started func()) (*conn, []byte, bool) {
 		s.done.Add(1)
 		return nil, nil, false
 	}
-	refuse := func(who netip.AddrPort, why string) (*conn, []byte, bool) {
+	refuse := func(who netip.AddrPort, why refusal) (*conn, []byte, bool) {
 		s.refuse(who, why)
 		nc.Close()
 		s.closeConn(c, endRefused, "")
@@ -90,8 +90,8 @@ func (s *Server) openConn(nc net.Conn, started func()) (*conn, []byte, bool) {
 	viaProxy := st.Proxy.Enabled && peer.IsValid() && st.Proxy.trusts(peer.Addr())
 	if !viaProxy { // decided before a byte is read
 		why, counted := s.admit(peer, st)
-		if why != "" {
-			return refuse(peer, why)
+		if why != nil {
+			return refuse(peer, *why)
 		}
 		if counted {
 			c.counted = peer.Addr()
@@ -102,7 +102,7 @@ func (s *Server) openConn(nc net.Conn, started func()) (*conn, []byte, bool) {
 		client, initial, err = s.proxyStart(nc, peer, st)
 		switch {
 		case errors.Is(err, ErrProxyHeader):
-			return refuse(peer, err.Error())
+			return refuse(peer, proxyRefusal(err))
 		case err != nil && !errors.Is(err, io.EOF) && !isTimeout(err):
 			// The connection failed while its header was awaited: an
 			// error, as on every engine, not a refusal.
@@ -112,8 +112,8 @@ func (s *Server) openConn(nc net.Conn, started func()) (*conn, []byte, bool) {
 		}
 		if viaProxy {
 			why, counted := s.admit(client, st)
-			if why != "" {
-				return refuse(client, why+" (via "+peer.String()+")")
+			if why != nil {
+				return refuse(client, why.via(peer))
 			}
 			if counted {
 				c.counted = client.Addr()

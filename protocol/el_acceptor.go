@@ -152,8 +152,8 @@ func (l *loop) add(fd int, sa unix.Sockaddr, st *Settings) {
 	} else {
 		// Decided before a byte is read.
 		why, counted := l.s.admit(c.peer, st)
-		if why != "" {
-			l.s.refuse(c.peer, why)
+		if why != nil {
+			l.s.refuse(c.peer, *why)
 			unix.Close(fd)
 			l.s.open.Add(-1)
 			l.s.done.Add(1)

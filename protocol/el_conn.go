@@ -364,7 +364,7 @@ func (l *loop) proxyInput(c *elConn, data []byte, st *Settings) {
 	n, more, err := splitProxyHeader(c.pending)
 	switch {
 	case err != nil:
-		l.refuseConn(c, err.Error())
+		l.refuseConn(c, proxyRefusal(err))
 		return
 	case more:
 		if c.state != stQuestion {
@@ -372,7 +372,7 @@ func (l *loop) proxyInput(c *elConn, data []byte, st *Settings) {
 		}
 		return
 	case n > 0 && c.proxy == proxyCheck:
-		l.refuseConn(c, ErrProxyHeader.Error()+": from "+c.peer.Addr().String()+", which is not in server.proxy_trusted")
+		l.refuseConn(c, proxyRefusal(untrustedHeader(c.peer)))
 		return
 	}
 	if c.proxy == proxyAwait {
@@ -380,14 +380,14 @@ func (l *loop) proxyInput(c *elConn, data []byte, st *Settings) {
 		if n > 0 {
 			client, err := parseProxyHeader(c.pending[:n], peer)
 			if err != nil {
-				l.refuseConn(c, err.Error())
+				l.refuseConn(c, proxyRefusal(err))
 				return
 			}
 			c.peer = client
 		}
 		why, counted := l.s.admit(c.peer, st)
-		if why != "" {
-			l.refuseConn(c, why+" (via "+peer.String()+")")
+		if why != nil {
+			l.refuseConn(c, why.via(peer))
 			return
 		}
 		c.counted = counted
@@ -407,7 +407,7 @@ func (l *loop) proxyInput(c *elConn, data []byte, st *Settings) {
 
 // refuseConn closes a connection that is not to be served, logging the
 // refusal (rate-limited) instead of a conversation's end.
-func (l *loop) refuseConn(c *elConn, why string) {
+func (l *loop) refuseConn(c *elConn, why refusal) {
 	l.s.refuse(c.peer, why)
 	l.close(c, endRefused, "")
 }

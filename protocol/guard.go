@@ -182,9 +182,9 @@ func (s *sources) describe(key netip.Addr) (from, setting string) {
 
 // admit counts a new connection from ip, or says why it is refused.
 // counted tells whether release must be called for it.
-func (s *sources) admit(ip netip.Addr, lim Limits) (why string, counted bool) {
+func (s *sources) admit(ip netip.Addr, lim Limits) (why *refusal, counted bool) {
 	if lim.MaxConnectionsPerIP <= 0 && lim.AcceptRatePerIP <= 0 {
-		return "", false
+		return nil, false
 	}
 	ip = ip.Unmap().WithZone("")
 	now := time.Now()
@@ -218,19 +218,19 @@ func (s *sources) admit(ip netip.Addr, lim Limits) (why string, counted bool) {
 		if src.tokens < 1 {
 			s.forget(key, src)
 			from, setting := s.describe(key)
-			return fmt.Sprintf("more than %d new connections a second%s (limits.accept_rate_per_ip%s)", lim.AcceptRatePerIP, from, setting), false
+			return &refusal{refusedRate, fmt.Sprintf("more than %d new connections a second%s (limits.accept_rate_per_ip%s)", lim.AcceptRatePerIP, from, setting)}, false
 		}
 	}
 	if lim.MaxConnectionsPerIP > 0 && src.open >= lim.MaxConnectionsPerIP {
 		from, setting := s.describe(key)
-		return fmt.Sprintf("%d connections open already%s (limits.max_connections_per_ip%s)", src.open, from, setting), false
+		return &refusal{refusedPerSource, fmt.Sprintf("%d connections open already%s (limits.max_connections_per_ip%s)", src.open, from, setting)}, false
 	}
 	if lim.AcceptRatePerIP > 0 {
 		src.tokens--
 	}
 	src.open++
 	s.held[ip]++
-	return "", true
+	return nil, true
 }
 
 // release uncounts a connection admitted from ip, under the source it
@@ -321,27 +321,37 @@ func (r *refusals) allow() (bool, int) {
 	return true, d
 }
 
-// refuse logs (rate-limited) that a client was refused.
-func (s *Server) refuse(client netip.AddrPort, why string) {
-	s.countRefusal(why)
+// refuse counts a refusal by its kind and logs it (rate-limited).
+func (s *Server) refuse(client netip.AddrPort, why refusal) {
+	s.refusedBy[why.kind].Add(1)
 	if ok, dropped := s.refusals.allow(); ok {
 		if dropped > 0 {
-			s.log.Warn("refused", "client", client.String(), "reason", why, "not_logged_before", dropped)
+			s.log.Warn("refused", "client", client.String(), "reason", why.detail, "not_logged_before", dropped)
 		} else {
-			s.log.Warn("refused", "client", client.String(), "reason", why)
+			s.log.Warn("refused", "client", client.String(), "reason", why.detail)
 		}
 	}
 }
 
+// untrustedHeader is the error of a PROXY header from a peer that is not a
+// trusted proxy.
+func untrustedHeader(peer netip.AddrPort) error {
+	return fmt.Errorf("%w: from %s, which is not in server.proxy_trusted", ErrProxyHeader, peer.Addr())
+}
+
+// proxyRefusal is the refusal of a bad or untrusted PROXY header.
+func proxyRefusal(err error) refusal { return refusal{refusedProxy, err.Error()} }
+
 // admit decides whether a client (its real address) is served: access
-// control, then per-source limits. It returns why not, or "", and whether
-// the connection was counted (then s.srcs.release is due at its end).
-func (s *Server) admit(client netip.AddrPort, st *Settings) (string, bool) {
+// control, then per-source limits. It returns why not (nil when served),
+// and whether the connection was counted (then s.srcs.release is due at
+// its end).
+func (s *Server) admit(client netip.AddrPort, st *Settings) (*refusal, bool) {
 	if !client.IsValid() {
-		return "", false // not an IP connection (a pipe in tests)
+		return nil, false // not an IP connection (a pipe in tests)
 	}
 	if !st.Access.Permit(client.Addr()) {
-		return "denied by [access]", false
+		return &refusal{refusedAccess, "denied by [access]"}, false
 	}
 	return s.srcs.admit(client.Addr(), st.Limits)
 }
@@ -363,7 +373,7 @@ func (s *Server) proxyStart(nc net.Conn, peer netip.AddrPort, st *Settings) (net
 		case err != nil:
 			return peer, nil, err
 		case n > 0 && !trusted:
-			return peer, nil, fmt.Errorf("%w: from %s, which is not in server.proxy_trusted", ErrProxyHeader, peer.Addr())
+			return peer, nil, untrustedHeader(peer)
 		case n > 0:
 			client, err := parseProxyHeader(buf[:n], peer)
 			return client, buf[n:], err

@@ -1,7 +1,7 @@
 package protocol
 
 import (
-	"strings"
+	"net/netip"
 	"sync/atomic"
 	"time"
 )
@@ -40,7 +40,12 @@ const (
 	RefusedProxy     = "proxy_header"
 )
 
-var refusalReasons = []string{RefusedAccess, RefusedPerSource, RefusedRate, RefusedProxy}
+var refusalReasons = [...]string{
+	refusedAccess:    RefusedAccess,
+	refusedPerSource: RefusedPerSource,
+	refusedRate:      RefusedRate,
+	refusedProxy:     RefusedProxy,
+}
 
 // Metrics is a snapshot of what a server has done since it started.
 type Metrics struct {
@@ -94,16 +99,24 @@ func (s *Server) answerCounter(ans string) *atomic.Uint64 {
 	return c
 }
 
-// countRefusal counts a refusal by the kind of its reason.
-func (s *Server) countRefusal(why string) {
-	i := 0 // access
-	switch {
-	case strings.Contains(why, "accept_rate_per_ip"):
-		i = 2
-	case strings.Contains(why, "max_connections_per_ip"):
-		i = 1
-	case strings.Contains(why, "PROXY"):
-		i = 3
-	}
-	s.refusedBy[i].Add(1)
+// refusal is why a connection is not served: its kind, which the metrics
+// count (never told apart by the text), and what the log says.
+type refusal struct {
+	kind   refusalKind
+	detail string
+}
+
+// refusalKind indexes refusalReasons and Server.refusedBy.
+type refusalKind uint8
+
+const (
+	refusedAccess refusalKind = iota
+	refusedPerSource
+	refusedRate
+	refusedProxy
+)
+
+// via names the proxy a refused client came through.
+func (r *refusal) via(proxy netip.AddrPort) refusal {
+	return refusal{kind: r.kind, detail: r.detail + " (via " + proxy.String() + ")"}
 }

@@ -100,11 +100,11 @@ func TestSourcesIPv6Prefix(t *testing.T) {
 			continue
 		}
 		why, counted := s.admit(ip, Limits{MaxConnectionsPerIP: 1, IPv6Prefix: st.bits})
-		if counted != st.ok || (why == "") != st.ok {
-			t.Errorf("step %d: admit %s under /%d = %q, %v; want counted %v", i, st.ip, st.bits, why, counted, st.ok)
+		if counted != st.ok || (why == nil) != st.ok {
+			t.Errorf("step %d: admit %s under /%d = %v, %v; want counted %v", i, st.ip, st.bits, why, counted, st.ok)
 		}
-		if !st.ok && !strings.Contains(why, "limits.max_connections_per_ip") {
-			t.Errorf("step %d: refusal %q does not name limits.max_connections_per_ip", i, why)
+		if !st.ok && (why.kind != refusedPerSource || !strings.Contains(why.detail, "limits.max_connections_per_ip")) {
+			t.Errorf("step %d: refusal %+v is not a per-source one naming limits.max_connections_per_ip", i, why)
 		}
 	}
 	// Nothing is left behind: no source, no counted address.
@@ -120,7 +120,7 @@ func TestSourceRefusalNamesPrefix(t *testing.T) {
 	lim := Limits{MaxConnectionsPerIP: 1, IPv6Prefix: 64}
 	s.admit(netip.MustParseAddr("2001:db8:1:2::1"), lim)
 	why, _ := s.admit(netip.MustParseAddr("2001:db8:1:2::2"), lim)
-	if want := "1 connections open already from 2001:db8:1:2::/64 (limits.max_connections_per_ip, limits.ipv6_prefix)"; why != want {
-		t.Errorf("refusal %q, want %q", why, want)
+	if want := "1 connections open already from 2001:db8:1:2::/64 (limits.max_connections_per_ip, limits.ipv6_prefix)"; why == nil || why.detail != want || why.kind != refusedPerSource {
+		t.Errorf("refusal %+v, want a per-source one: %q", why, want)
 	}
 }
