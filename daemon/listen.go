@@ -59,7 +59,7 @@ func Listen(addr string, backlog int) (net.Listener, error) {
 		}
 		sa = s
 	}
-	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
+	fd, err := tcpSocket(family)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: socket: %w", addr, err)
 	}
@@ -99,7 +99,7 @@ func raiseNoFile() (uint64, error) {
 			rl = want
 		}
 	}
-	return rl.Cur, nil
+	return uint64(rl.Cur), nil // int64 on FreeBSD
 }
 
 // reservedFDs are the file descriptors zend keeps for itself beyond its

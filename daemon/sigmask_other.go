@@ -1,0 +1,11 @@
+//go:build darwin || openbsd
+
+package daemon
+
+// clearSignalMask leaves the signal mask as it is: on macOS and OpenBSD a
+// program may reach the kernel only through libc, and neither Go's
+// syscall package nor x/sys/unix offers pthread_sigmask there. A signal
+// that zend's caller blocked stays blocked in the processes it starts;
+// Go still receives the signals it is asked for (signal.Notify unblocks
+// them on a thread of its own).
+func clearSignalMask() error { return nil }
