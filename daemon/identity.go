@@ -24,7 +24,8 @@ type daemonProc struct {
 
 // proveDaemon proves that pid, named by pidfile, is its daemon: the
 // process (pinned first by a pidfd) is the one that answers on the control
-// socket beside the pidfile, as the kernel attests (SO_PASSCRED). Only
+// socket beside the pidfile, as the kernel attests (SO_PASSCRED on Linux,
+// a connection's peer credentials elsewhere: see cred_bsd.go). Only
 // the daemon holds that socket: root creates it, mode 0600, in a folder
 // only root can change, and the listener passes only to the new daemon of
 // an upgrade. It needs no access to the daemon's /proc entries, which a
