@@ -13,9 +13,6 @@ import (
 	"unicode/utf8"
 )
 
-// Engines are the allowed values of server.engine.
-var Engines = []string{"single", "pool", "goroutine", "eventloop"}
-
 // Levels are the allowed values of log.level.
 var Levels = []string{"debug", "info", "warn", "error"}
 
@@ -142,7 +139,7 @@ func (c *Config) Validate() error {
 		bad("server.listen", "%v", err)
 	}
 	if !oneOf(c.Server.Engine, Engines) {
-		bad("server.engine", "unknown engine %q: allowed are %s", c.Server.Engine, strings.Join(Engines, ", "))
+		bad("server.engine", "unknown engine %q: %s", c.Server.Engine, enginesAllowed(c.Server.Engine))
 	}
 	if mw := MaxWorkers(); c.Server.Workers < 0 || c.Server.Workers > mw {
 		bad("server.workers", "%d: allowed is 0 (automatic: 4 for pool, one per CPU for eventloop) to %d on this machine (%d per CPU for its %d CPUs, but no less than %d and no more than %d: each eventloop worker is an OS thread)",

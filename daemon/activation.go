@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/coreos/go-systemd/v22/activation"
 	"golang.org/x/sys/unix"
 )
 
@@ -33,7 +32,7 @@ func inheritedFiles() []*os.File {
 		}
 		return files
 	}
-	return activation.Files(true)
+	return systemdFiles()
 }
 
 // listenersFrom turns inherited sockets into listeners. A socket that is

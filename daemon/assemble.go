@@ -358,5 +358,9 @@ func controlFrom(fd int, path string) (*control, error) {
 		return nil, errors.New("upgrade: control socket: not a unix socket")
 	}
 	ul.SetUnlinkOnClose(false)
+	if err := claimControl(ul); err != nil { // the kernel's proof names this daemon now
+		ul.Close()
+		return nil, fmt.Errorf("upgrade: control socket: %w", err)
+	}
 	return &control{ln: ul, path: path}, nil
 }

@@ -164,7 +164,8 @@ func queryStatus(path string) (Status, int, error) {
 	}
 	defer conn.Close()
 	uc := conn.(*net.UnixConn)
-	if err := passCred(uc); err != nil {
+	pid, err := peerPid(uc) // 0 on Linux: each message's credentials name it
+	if err != nil {
 		return st, 0, fmt.Errorf("control socket: %w", err)
 	}
 	uc.SetDeadline(time.Now().Add(5 * time.Second))
@@ -173,7 +174,6 @@ func queryStatus(path string) (Status, int, error) {
 	}
 	var (
 		body []byte
-		pid  int
 		buf  = make([]byte, 4096)
 		oob  = make([]byte, 128)
 	)

@@ -6,6 +6,18 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// peerPid readies c, a connection to the control socket, to learn the pid
+// of the process that answers: on Linux the kernel attaches the sender's
+// credentials to each message (senderPid), so it returns 0 here.
+func peerPid(c *net.UnixConn) (int, error) { return 0, passCred(c) }
+
+// claimControl has nothing to do on Linux: the credentials come from the
+// process that sends, whoever created the socket (see cred_bsd.go).
+func claimControl(*net.UnixListener) error { return nil }
+
+// upgradeRefused is nil: after an upgrade the proof names the new daemon.
+func upgradeRefused() error { return nil }
+
 // passCred asks the kernel to attach the sender's credentials to what c
 // receives.
 func passCred(c *net.UnixConn) error {

@@ -24,7 +24,8 @@ type daemonProc struct {
 
 // proveDaemon proves that pid, named by pidfile, is its daemon: the
 // process (pinned first by a pidfd) is the one that answers on the control
-// socket beside the pidfile, as the kernel attests (SO_PASSCRED). Only
+// socket beside the pidfile, as the kernel attests (SO_PASSCRED on Linux,
+// a connection's peer credentials elsewhere: see cred_bsd.go). Only
 // the daemon holds that socket: root creates it, mode 0600, in a folder
 // only root can change, and the listener passes only to the new daemon of
 // an upgrade. It needs no access to the daemon's /proc entries, which a
@@ -37,7 +38,7 @@ func proveDaemon(pidfile string, pid int) (*daemonProc, error) {
 		return nil, fmt.Errorf("pidfile %s names no pid: %w", pidfile, ErrUnproven)
 	}
 	p := &daemonProc{pid: pid, pidfd: -1}
-	if fd, err := unix.PidfdOpen(pid, 0); err == nil {
+	if fd, err := pidfdOpen(pid); err == nil {
 		p.pidfd = fd
 	} else if errors.Is(err, unix.ESRCH) {
 		return nil, fmt.Errorf("pid %d (pidfile %s) does not exist: %w", pid, pidfile, ErrUnproven)
@@ -82,7 +83,7 @@ func (p *daemonProc) wait(d time.Duration) bool {
 // where there are none (pid is this process's parent then).
 func watchExit(pid int) <-chan struct{} {
 	ch := make(chan struct{})
-	fd, err := unix.PidfdOpen(pid, 0)
+	fd, err := pidfdOpen(pid)
 	go func() {
 		defer close(ch)
 		switch {
@@ -108,7 +109,7 @@ func watchExit(pid int) <-chan struct{} {
 // signal sends sig to the proven process.
 func (p *daemonProc) signal(sig syscall.Signal) error {
 	if p.pidfd >= 0 {
-		if err := unix.PidfdSendSignal(p.pidfd, sig, nil, 0); err == nil || !errors.Is(err, unix.ENOSYS) {
+		if err := pidfdSendSignal(p.pidfd, sig); err == nil || !errors.Is(err, unix.ENOSYS) {
 			if err != nil {
 				return fmt.Errorf("signal pid %d: %w", p.pid, err)
 			}

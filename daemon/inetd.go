@@ -106,10 +106,23 @@ func InetdListener() (net.Listener, error) {
 
 func isListening(fd int) (bool, error) {
 	v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN)
+	if errors.Is(err, unix.ENOPROTOOPT) { // macOS cannot be asked
+		return unconnectedStream(fd)
+	}
 	if err != nil {
 		return false, err
 	}
-	return v == 1, nil
+	return v != 0, nil // the BSDs answer with the SO_ACCEPTCONN bit itself
+}
+
+// unconnectedStream reports whether fd is a stream socket with no peer:
+// what inetd passes in wait mode is then its listening socket.
+func unconnectedStream(fd int) (bool, error) {
+	if _, err := unix.Getpeername(fd); err == nil || !errors.Is(err, unix.ENOTCONN) {
+		return false, err
+	}
+	typ, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE)
+	return err == nil && typ == unix.SOCK_STREAM, err
 }
 
 // nullStdin puts /dev/null on fd 0 (closed or not).

@@ -88,7 +88,7 @@ func noIPv6(err error) bool {
 // listenOn makes a listening socket of family bound to sa; dualStack
 // turns IPV6_V6ONLY off on an AF_INET6 socket.
 func listenOn(addr string, family int, sa unix.Sockaddr, backlog int, dualStack bool) (net.Listener, error) {
-	fd, err := socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
+	fd, err := tcpSocket(family)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: socket: %w", addr, err)
 	}
@@ -133,7 +133,7 @@ func raiseNoFile() (uint64, error) {
 			rl = want
 		}
 	}
-	return rl.Cur, nil
+	return uint64(rl.Cur), nil // int64 on FreeBSD
 }
 
 // reservedFDs are the file descriptors zend keeps for itself beyond its

@@ -96,8 +96,7 @@ func cleanExec() error {
 	}
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGHUP, syscall.SIGINT)
 	runtime.LockOSThread() // the exec happens on this thread, with its mask
-	var empty unix.Sigset_t
-	if err := unix.PthreadSigmask(unix.SIG_SETMASK, &empty, nil); err != nil {
+	if err := clearSignalMask(); err != nil {
 		return err
 	}
 	return syscall.Exec(exe, os.Args, append(os.Environ(), envClean+"=1"))
@@ -296,7 +295,7 @@ func closeInherited(keep ...int) {
 func openFds() []int {
 	ents, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
-		return nil
+		return fdsWithoutProc()
 	}
 	var fds []int
 	for _, e := range ents {

@@ -62,6 +62,9 @@ func (u *upgrader) start(in *instance) <-chan upgradeOutcome {
 		out <- upgradeOutcome{err: err}
 		return out
 	}
+	if err := upgradeRefused(); err != nil { // the proof would not follow
+		return fail(err)
+	}
 	lfds, err := in.svc.ListenerFDs()
 	if err != nil {
 		return fail(err)

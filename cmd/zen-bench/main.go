@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"zend/config"
 )
 
 func main() {
@@ -58,7 +60,8 @@ Flags:
   -addr HOST:PORT   server (default 127.0.0.1:1060)
   -c N              connections (default 50)
   -pipeline N       questions per round trip in ask mode (default 1)
-  -loops N          ask mode: epoll loops (threads) driving the connections (default 1)
+  -loops N          ask mode: epoll loops (threads) driving the connections (default 1;
+                    Linux: elsewhere each connection has a goroutine)
   -d DURATION       how long to measure (default 10s)
   -req STR -resp STR  a raw request and its exact reply instead of the Zen
                     questions, with Go escapes: -req 'PING\r\n' -resp '+PONG\r\n'
@@ -68,7 +71,8 @@ Flags:
   -drip D           idle mode: each held connection sends a byte every D
   -json             print the result as JSON
   -compare          start zend with each engine in turn and compare them
-  -engines LIST     with -compare (default single,pool,goroutine,eventloop)
+  -engines LIST     with -compare (default: every engine of this system,
+                    single,pool,goroutine and, on Linux, eventloop)
   -zend PATH        with -compare: the zend binary (default: beside zen-bench, else $PATH)
   -svg FILE         with -compare: also write the comparison as an SVG chart
 `
@@ -90,7 +94,7 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.DurationVar(&o.drip, "drip", 0, "")
 	asJSON := fs.Bool("json", false, "")
 	compare := fs.Bool("compare", false, "")
-	engines := fs.String("engines", "single,pool,goroutine,eventloop", "")
+	engines := fs.String("engines", strings.Join(config.Engines, ","), "")
 	zend := fs.String("zend", "", "")
 	svg := fs.String("svg", "", "")
 	if err := fs.Parse(args); err != nil {
@@ -150,7 +154,7 @@ func isTerminal(w io.Writer) bool {
 	if !ok {
 		return false
 	}
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	_, err := unix.IoctlGetTermios(int(f.Fd()), ioctlGetTermios)
 	return err == nil
 }
 

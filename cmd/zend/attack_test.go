@@ -212,7 +212,7 @@ func TestFDExhaustion(t *testing.T) {
 			pid := p.cmd.Process.Pid
 			var old unix.Rlimit
 			low := unix.Rlimit{Cur: 48, Max: 20000}
-			if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, &low, &old); err != nil {
+			if err := prlimitNoFile(pid, &low, &old); err != nil {
 				t.Fatalf("prlimit: %v", err)
 			}
 			conns := holdConns(t, addr, 200) // far more than 48 fds
@@ -224,7 +224,7 @@ func TestFDExhaustion(t *testing.T) {
 			if used > 300*time.Millisecond {
 				t.Errorf("zend used %v of CPU in 2 s while out of fds: a busy loop", used)
 			}
-			unix.Prlimit(pid, unix.RLIMIT_NOFILE, &old, nil)
+			prlimitNoFile(pid, &old, nil)
 			for _, c := range conns {
 				c.Close()
 			}

@@ -219,28 +219,6 @@ func askOnce(t *testing.T, addr, q string) string {
 	return a
 }
 
-// openPty returns a new pseudo-terminal's master and slave.
-func openPty(t *testing.T) (master, slave *os.File) {
-	t.Helper()
-	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
-	if err != nil {
-		t.Fatalf("no pseudo-terminals: %v", err)
-	}
-	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
-		t.Fatal(err)
-	}
-	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := os.OpenFile("/dev/pts/"+strconv.Itoa(n), os.O_RDWR|syscall.O_NOCTTY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close(); s.Close() })
-	return m, s
-}
-
 // TestDaemonSteps checks each of daemon(7)'s SysV steps on a daemon started
 // from a terminal, by a caller that leaves a file open, ignores SIGHUP,
 // blocks SIGHUP and SIGUSR1 and has an unrelated environment variable.
@@ -370,28 +348,6 @@ func TestDaemonSteps(t *testing.T) {
 		t.Errorf("pidfile left after stop: %v", err)
 	}
 	d.waitLog(t, `msg=stopped finished=\d+ cut_off=0`)
-}
-
-// blockAndIgnore runs f (which starts a child) with SIGHUP ignored and
-// SIGHUP and SIGUSR1 blocked on the calling thread, as a careless caller
-// (nohup, a shell) would hand them down.
-func blockAndIgnore(t *testing.T, f func()) {
-	t.Helper()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		// A locked thread that is thrown away after: the mask and the
-		// ignored disposition are inherited by the fork/exec it runs.
-		runtimeLockOSThread()
-		var set, old unix.Sigset_t
-		set.Val[0] = 1<<(syscall.SIGHUP-1) | 1<<(syscall.SIGUSR1-1)
-		unix.PthreadSigmask(unix.SIG_BLOCK, &set, &old)
-		signalIgnore(syscall.SIGHUP)
-		f()
-		signalReset(syscall.SIGHUP)
-		unix.PthreadSigmask(unix.SIG_SETMASK, &old, nil)
-	}()
-	<-done
 }
 
 func TestStartFailures(t *testing.T) {

@@ -100,7 +100,7 @@ flags (before or after the command):
   -c FILE            configuration file (default $ZEND_CONFIG, else /etc/zend.toml;
                      when /etc/zend.toml is missing the embedded defaults are used)
   -listen HOST:PORT  listen address instead of server.listen (repeatable)
-  -engine NAME       server engine: single, pool, goroutine, eventloop
+  -engine NAME       server engine: `+strings.Join(config.Engines, ", ")+`
   -set KEY=VALUE     override any scalar key, e.g. -set limits.max_connections=100
   -q                 check: print nothing when the configuration is valid
 
