@@ -74,8 +74,12 @@ func (l *loop) dropListener(el *elListener) {
 }
 
 // accept takes the connections waiting on listener fd.
-func (l *loop) accept(lfd int, st *Settings) {
+func (l *loop) accept(lfd int) {
 	for i := 0; i < 64; i++ {
+		// Loaded for each connection: a reload applies to every
+		// connection accepted after it, as on the other engines (the
+		// batch's settings could predate it).
+		st := l.s.settings.Load()
 		max := st.Limits.MaxConnections
 		if n := l.s.open.Add(1); max > 0 && n > int64(max) {
 			l.s.open.Add(-1)

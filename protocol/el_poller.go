@@ -146,7 +146,7 @@ func (l *loop) run() {
 				var b [8]byte
 				unix.Read(l.evfd, b[:])
 			case l.lfds[fd] != nil:
-				l.accept(fd, st)
+				l.accept(fd)
 			default:
 				if fd < len(l.conns) && l.conns[fd] != nil {
 					l.event(l.conns[fd], ev.Events, st)

@@ -103,7 +103,6 @@ func (l *loop) expire(st *Settings) {
 // beginDrain: stop accepting, answer what has arrived, close idle
 // connections at their question boundary.
 func (l *loop) beginDrain() {
-	st := l.s.settings.Load()
 	for fd, el := range l.lfds {
 		// Out of epoll first, then take what is already queued: with
 		// EPOLLEXCLUSIVE the kernel may have woken this loop alone for
@@ -113,7 +112,7 @@ func (l *loop) beginDrain() {
 			l.epollListener(fd, false)
 			l.paused[fd] = true
 		}
-		l.accept(fd, st)
+		l.accept(fd)
 		l.dropListener(el)
 	}
 	l.draining = true
