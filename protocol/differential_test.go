@@ -163,7 +163,7 @@ func reference(s stream) outcome {
 	var out bytes.Buffer
 	ending := "closed"
 	for {
-		start, end, err := Split(data, DefaultLimits().MaxQuestionBytes)
+		start, end, err := Split(data, testLimits().MaxQuestionBytes)
 		if err != nil {
 			return outcome{answers: out.String(), ending: "question too long, closed"}
 		}

@@ -15,11 +15,16 @@ import (
 	"time"
 )
 
-// testLimits are generous limits for tests that do not test a limit.
+// testLimits are generous limits for tests that do not test a limit (zend's
+// defaults live in config; these are the tests' own).
 func testLimits() Limits {
-	l := DefaultLimits()
-	l.MaxConnections = 2000
-	return l
+	return Limits{
+		MaxConnections:   2000,
+		MaxQuestionBytes: 1024,
+		IdleTimeout:      5 * time.Minute,
+		QuestionTimeout:  30 * time.Second,
+		WriteTimeout:     30 * time.Second,
+	}
 }
 
 // startServer serves engine on a loopback port and closes it at the end.

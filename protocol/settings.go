@@ -55,14 +55,3 @@ type Settings struct {
 	// Proxy configures the PROXY protocol.
 	Proxy Proxy
 }
-
-// DefaultLimits returns the limits of zend's embedded defaults.
-func DefaultLimits() Limits {
-	return Limits{
-		MaxConnections:   10000,
-		MaxQuestionBytes: 1024,
-		IdleTimeout:      5 * time.Minute,
-		QuestionTimeout:  30 * time.Second,
-		WriteTimeout:     30 * time.Second,
-	}
-}
