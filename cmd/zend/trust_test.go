@@ -331,15 +331,7 @@ func TestUpgradeWithDaemonUser(t *testing.T) {
 			if err := os.Symlink("zend-v1", link); err != nil {
 				t.Fatal(err)
 			}
-			run := func(args ...string) (string, string, int) {
-				prog := filepath.Join(bin, "zend") // the command line; the daemon runs the link
-				if args[0] == "start" {
-					prog = link
-				}
-				cmd := exec.Command(prog, append([]string{"-c", d.cfg}, args...)...)
-				cmd.Env = cleanEnv()
-				return runCmd(t, cmd)
-			}
+			run := d.runAs(t, link)
 			if _, errout, code := run("start"); code != 0 {
 				t.Fatalf("start: %s", errout)
 			}
@@ -436,6 +428,21 @@ func TestMissingConfigFile(t *testing.T) {
 	}
 }
 
+// blocker puts a file where the test's configuration wants a folder.
+func blocker(t *testing.T, d *daemonEnv) {
+	os.WriteFile(filepath.Join(d.dir, "blocker"), nil, 0o644)
+}
+
+// folder returns a setup that makes d.dir/name with mode (the umask
+// aside), reachable by other users.
+func folder(name string, mode os.FileMode) func(t *testing.T, d *daemonEnv) {
+	return func(t *testing.T, d *daemonEnv) {
+		os.Mkdir(filepath.Join(d.dir, name), 0o700)
+		os.Chmod(filepath.Join(d.dir, name), mode)
+		openDirs(d.dir)
+	}
+}
+
 // TestCheckWhatStartNeeds (finding 9): what start refuses, check refuses.
 func TestCheckWhatStartNeeds(t *testing.T) {
 	tests := []struct {
@@ -447,31 +454,17 @@ func TestCheckWhatStartNeeds(t *testing.T) {
 		// A user that does not exist.
 		{"unknown user", "[daemon]\nuser = \"no-such-user-zend\"\n", nil, `daemon.user "no-such-user-zend": no such user`},
 		// A pidfile folder that cannot be made.
-		{"pidfile folder", "[daemon]\npidfile = \"blocker/zend.pid\"\n", func(t *testing.T, d *daemonEnv) {
-			os.WriteFile(filepath.Join(d.dir, "blocker"), nil, 0o644)
-		}, "blocker"},
+		{"pidfile folder", "[daemon]\npidfile = \"blocker/zend.pid\"\n", blocker, "blocker"},
 		// A pidfile folder others can write.
-		{"pidfile folder others write", "[daemon]\npidfile = \"open/zend.pid\"\n", func(t *testing.T, d *daemonEnv) {
-			os.Mkdir(filepath.Join(d.dir, "open"), 0o777)
-			os.Chmod(filepath.Join(d.dir, "open"), 0o777)
-		}, "lets group or others"},
+		{"pidfile folder others write", "[daemon]\npidfile = \"open/zend.pid\"\n", folder("open", 0o777), "lets group or others"},
 		// A log folder that cannot be made.
-		{"log folder", "[log]\nfile = \"blocker/zend.log\"\n", func(t *testing.T, d *daemonEnv) {
-			os.WriteFile(filepath.Join(d.dir, "blocker"), nil, 0o644)
-		}, "blocker"},
+		{"log folder", "[log]\nfile = \"blocker/zend.log\"\n", blocker, "blocker"},
 		// daemon.user = "root" drops nothing: root's log rules hold, and a
 		// folder others can write is refused.
-		{"root as daemon.user", "[daemon]\nuser = \"root\"\n[log]\nfile = \"open/zend.log\"\n", func(t *testing.T, d *daemonEnv) {
-			os.Mkdir(filepath.Join(d.dir, "open"), 0o777)
-			os.Chmod(filepath.Join(d.dir, "open"), 0o777)
-		}, "lets group or others"},
+		{"root as daemon.user", "[daemon]\nuser = \"root\"\n[log]\nfile = \"open/zend.log\"\n", folder("open", 0o777), "lets group or others"},
 		// A log folder every user can create files in (/tmp-like), with
 		// a user to drop to: another user could plant the log file.
-		{"sticky log folder", "[daemon]\nuser = \"nobody\"\n[log]\nfile = \"tmp/zend.log\"\n", func(t *testing.T, d *daemonEnv) {
-			os.Mkdir(filepath.Join(d.dir, "tmp"), 0o777)
-			os.Chmod(filepath.Join(d.dir, "tmp"), os.ModeSticky|0o777)
-			openDirs(d.dir)
-		}, "every user can create files in it"},
+		{"sticky log folder", "[daemon]\nuser = \"nobody\"\n[log]\nfile = \"tmp/zend.log\"\n", folder("tmp", os.ModeSticky|0o777), "every user can create files in it"},
 		// A configuration file daemon.user cannot read: every reload and
 		// upgrade would fail.
 		{"config unreadable by the user", "[daemon]\nuser = \"nobody\"\n", func(t *testing.T, d *daemonEnv) {

@@ -21,15 +21,7 @@ func TestUpgradeUnderLoad(t *testing.T) {
 			// replaces as a package upgrade would.
 			exe := filepath.Join(d.dir, "zend")
 			copyFile(t, filepath.Join(bin, "zend"), exe)
-			run := func(args ...string) (string, string, int) {
-				prog := filepath.Join(bin, "zend") // the command line; the daemon runs exe
-				if args[0] == "start" {
-					prog = exe
-				}
-				cmd := exec.Command(prog, append([]string{"-c", d.cfg}, args...)...)
-				cmd.Env = cleanEnv()
-				return runCmd(t, cmd)
-			}
+			run := d.runAs(t, exe)
 			if _, errout, code := run("start"); code != 0 {
 				t.Fatalf("start: %s", errout)
 			}
@@ -95,6 +87,21 @@ func TestUpgradeUnderLoad(t *testing.T) {
 				t.Error("stop after upgrade")
 			}
 		})
+	}
+}
+
+// runAs returns a runner of "zend -c CFG args..." for d: start runs
+// daemonBin (the path the daemon is started as, which an upgrade runs
+// again), every other command the test's binary.
+func (d *daemonEnv) runAs(t *testing.T, daemonBin string) func(args ...string) (string, string, int) {
+	return func(args ...string) (string, string, int) {
+		prog := filepath.Join(bin, "zend")
+		if args[0] == "start" {
+			prog = daemonBin
+		}
+		cmd := exec.Command(prog, append([]string{"-c", d.cfg}, args...)...)
+		cmd.Env = cleanEnv()
+		return runCmd(t, cmd)
 	}
 }
 
