@@ -47,6 +47,9 @@ type handoff struct {
 	lockFD, pidfileFD, controlFD int
 	// oldPid is the daemon this one upgrades.
 	oldPid int
+	// pidfile is the pidfile the descriptors belong to: the one the old
+	// daemon started with (daemon.pidfile needs a restart).
+	pidfile string
 }
 
 // Descriptors an upgrade passes, by environment variable.
@@ -55,6 +58,7 @@ const (
 	envLockFD    = "_ZEND_LOCK_FD"    // the lock, flock'ed by the old daemon
 	envPidfileFD = "_ZEND_PIDFILE_FD" // the pidfile, open read-write
 	envControlFD = "_ZEND_CONTROL_FD" // the control socket's listener
+	envPidfile   = "_ZEND_PIDFILE"    // the pidfile's path, as the old daemon started
 	envMetricsFD = "_ZEND_METRICS_FD" // the metrics listener
 	envExe       = "_ZEND_EXE"        // the binary's path as the operator ran it
 	// envListenAddrs names the server.listen entries of the listening
@@ -75,7 +79,11 @@ func takeHandoff() (*handoff, error) {
 	if err != nil || old < 2 {
 		return nil, fmt.Errorf("upgrade: %s=%q is not the pid of a running zend", envUpgrade, v)
 	}
-	h := &handoff{oldPid: old}
+	h := &handoff{oldPid: old, pidfile: os.Getenv(envPidfile)}
+	os.Unsetenv(envPidfile)
+	if h.pidfile == "" {
+		return nil, fmt.Errorf("upgrade: %s missing: this daemon was not started by a running zend", envPidfile)
+	}
 	for _, v := range []struct {
 		name string
 		fd   *int
@@ -173,6 +181,10 @@ func assemble(ctx context.Context, src config.Source, l launch) (err error) {
 	)
 	if l.daemon {
 		if h := l.handoff; h != nil {
+			if h.pidfile != pidfilePath {
+				log.Warn("changed key needs a restart, keeping the running value", "change", fmt.Sprintf("daemon.pidfile: %s -> %s", h.pidfile, pidfilePath))
+				pidfilePath = h.pidfile
+			}
 			pf = InheritPidfile(pidfilePath, h.lockFD, h.pidfileFD)
 			if ctl, err = controlFrom(h.controlFD, ControlPath(pidfilePath)); err != nil {
 				pf.Close()

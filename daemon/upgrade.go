@@ -111,6 +111,7 @@ func (u *upgrader) start(in *instance) <-chan upgradeOutcome {
 	pass(envLockFD, int(lock.Fd()))
 	pass(envPidfileFD, int(pidfile.Fd()))
 	pass(envControlFD, cfd)
+	env = append(env, envPidfile+"="+u.pf.path)
 	args := []string{u.exe}
 	if u.src.Path != "" {
 		args = append(args, "-c", u.src.Path)
