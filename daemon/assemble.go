@@ -32,6 +32,8 @@ type launch struct {
 	handoff *handoff
 	// exe is the binary an upgrade starts (daemon only).
 	exe string
+	// readyFD is the readiness pipe (daemon only; -1 otherwise).
+	readyFD int
 	// ready reports that initialisation is complete.
 	ready func(in *instance)
 	// fail reports why initialisation failed and returns the error to
@@ -122,6 +124,17 @@ func assemble(ctx context.Context, src config.Source, l launch) (err error) {
 	// daemon's user may take them.
 	if err := undumpable(); err != nil {
 		return l.fail(fmt.Errorf("PR_SET_DUMPABLE: %w", err))
+	}
+	if h := l.handoff; h != nil {
+		fds := append(handoffFDs(), h.lockFD, h.pidfileFD, h.controlFD, l.readyFD)
+		for _, s := range strings.Split(os.Getenv(envListenFDs), ",") {
+			if fd, err := strconv.Atoi(s); err == nil {
+				fds = append(fds, fd)
+			}
+		}
+		if err := checkNoIntruder(fds, h.oldPid); err != nil {
+			return l.fail(err)
+		}
 	}
 	cfg, err := src.Load()
 	if err != nil {
@@ -241,7 +254,11 @@ func assemble(ctx context.Context, src config.Source, l launch) (err error) {
 			shutdown()
 			return fail(err)
 		}
-		if err := pf.Publish(os.Getpid()); err != nil {
+		var owner *[2]int
+		if cred != nil {
+			owner = &[2]int{cred.uid, cred.gid}
+		}
+		if err := pf.Publish(os.Getpid(), owner); err != nil {
 			ctl.close()
 			shutdown()
 			return fail(err)

@@ -152,6 +152,9 @@ func QueryStatus(path string) (Status, error) {
 	return st, err
 }
 
+// maxStatus bounds a status answer: a few KiB in practice.
+const maxStatus = 1 << 20
+
 // queryStatus asks the daemon behind the control socket at path for its
 // status, and returns with it the pid of the process that answered, as
 // the kernel attests it (SO_PASSCRED: a process cannot claim another's pid
@@ -181,6 +184,9 @@ func queryStatus(path string) (Status, int, error) {
 		n, oobn, _, _, err := uc.ReadMsgUnix(buf, oob)
 		if n > 0 {
 			body = append(body, buf[:n]...)
+		}
+		if len(body) > maxStatus {
+			return st, 0, fmt.Errorf("control socket: an answer of more than %d bytes", maxStatus)
 		}
 		if pid == 0 && oobn > 0 {
 			pid = senderPid(oob[:oobn])

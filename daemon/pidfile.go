@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -84,8 +85,12 @@ func InheritPidfile(path string, lockFD, fileFD int) *Pidfile {
 
 // Publish writes pid into the pidfile atomically: a temporary file in the
 // checked folder, renamed over the path. It keeps the new file open for
-// Rewrite and Release.
-func (p *Pidfile) Publish(pid int) error {
+// Rewrite and Release. With owner set (uid, gid), the file is given to the
+// user the daemon drops to: that user can rewrite it in place anyway (an
+// upgrade needs it to), and systemd trusts a pidfile that is not root's
+// only for a pid inside the service, so the daemon's user cannot make it
+// adopt (and later kill) another process.
+func (p *Pidfile) Publish(pid int, owner *[2]int) error {
 	dir, err := openTrustedDir(filepath.Dir(p.path), 0)
 	if err != nil {
 		return fmt.Errorf("pidfile folder: %w", err)
@@ -101,6 +106,9 @@ func (p *Pidfile) Publish(pid int) error {
 	_, err = f.WriteString(strconv.Itoa(pid) + "\n")
 	if err == nil {
 		err = f.Chmod(0o644)
+	}
+	if err == nil && owner != nil {
+		err = f.Chown(owner[0], owner[1])
 	}
 	if err == nil {
 		err = f.Sync()
@@ -207,22 +215,40 @@ func parsePid(path string, b []byte) (int, error) {
 	}
 	pid, err := strconv.Atoi(s)
 	if err != nil || pid < 1 {
-		return 0, fmt.Errorf("pidfile %s: no pid in %q", path, s)
+		return 0, fmt.Errorf("pidfile %s: %w", path, errNoPid)
 	}
 	return pid, nil
 }
 
+// errNoPid is wrapped by the error of a pidfile that holds something other
+// than a pid.
+var errNoPid = errors.New("no pid in it")
+
+// maxPidfile is the most of a pidfile read: a pid and its newline, with
+// room for blank lines an in-place rewrite leaves.
+const maxPidfile = 64
+
 // ReadPid reads the pid in the pidfile at path: 0 when the file is missing
-// or empty (a daemon that stopped), an error for anything but a pid.
+// or empty (a daemon that stopped), an error for anything but a pid. It
+// reads at most maxPidfile bytes, whatever the file holds.
 func ReadPid(path string) (int, error) {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return 0, nil
 	}
 	if err != nil {
 		return 0, err
 	}
-	return parsePid(path, b)
+	defer f.Close()
+	b := make([]byte, maxPidfile+1)
+	n, err := io.ReadFull(f, b)
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return 0, err
+	}
+	if n > maxPidfile {
+		return 0, fmt.Errorf("pidfile %s: more than %d bytes: %w", path, maxPidfile, errNoPid)
+	}
+	return parsePid(path, b[:n])
 }
 
 // PidState is what the lock and the pidfile say about a daemon.
@@ -244,8 +270,20 @@ const (
 // read.
 func CheckPidfile(path string) (PidState, int, error) {
 	pid, err := ReadPid(path)
-	if err != nil {
+	if err != nil && !errors.Is(err, errNoPid) {
 		return NotRunning, 0, err
+	}
+	if err != nil {
+		// Garbage, written by whoever could: no pid. The lock says
+		// whether a daemon runs; a stale one is taken over or removed.
+		held, lerr := lockHeld(LockPath(path))
+		switch {
+		case lerr != nil:
+			return NotRunning, 0, lerr
+		case held:
+			return Running, 0, nil
+		}
+		return Stale, 0, nil
 	}
 	held, err := lockHeld(LockPath(path))
 	switch {

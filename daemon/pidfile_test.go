@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -23,7 +24,7 @@ func TestPidfile(t *testing.T) {
 	if st, pid, _ := CheckPidfile(path); st != Running || pid != 0 {
 		t.Fatalf("locked, unpublished: %v %d", st, pid)
 	}
-	if err := p.Publish(4242); err != nil {
+	if err := p.Publish(4242, nil); err != nil {
 		t.Fatal(err)
 	}
 	if pid, err := ReadPid(path); pid != 4242 || err != nil {
@@ -78,7 +79,7 @@ func TestPidfile(t *testing.T) {
 		t.Fatalf("take over a stale pidfile: %v", err)
 	}
 	defer p2.Close()
-	if err := p2.Publish(7); err != nil {
+	if err := p2.Publish(7, nil); err != nil {
 		t.Fatal(err)
 	}
 	if pid, _ := ReadPid(path); pid != 7 {
@@ -89,10 +90,19 @@ func TestPidfile(t *testing.T) {
 	if pid, err := ReadPid(filepath.Join(dir, "empty.pid")); pid != 0 || err != nil {
 		t.Fatalf("empty pidfile: %d %v", pid, err)
 	}
-	// Garbage in a pidfile is an error that says what it found.
+	// Garbage in a pidfile is an error, and a pidfile of any size is
+	// read only as far as a pid goes.
 	os.WriteFile(filepath.Join(dir, "bad.pid"), []byte("x\n"), 0o644)
-	if _, err := ReadPid(filepath.Join(dir, "bad.pid")); err == nil {
-		t.Fatal("garbage pid accepted")
+	if _, err := ReadPid(filepath.Join(dir, "bad.pid")); !errors.Is(err, errNoPid) {
+		t.Fatalf("garbage pid: %v", err)
+	}
+	os.WriteFile(filepath.Join(dir, "huge.pid"), []byte("12"+strings.Repeat("\x00", 1<<20)), 0o644)
+	if _, err := ReadPid(filepath.Join(dir, "huge.pid")); !errors.Is(err, errNoPid) {
+		t.Fatalf("huge pidfile: %v", err)
+	}
+	// Garbage names nobody: without the lock held, the pidfile is stale.
+	if st, pid, err := CheckPidfile(filepath.Join(dir, "huge.pid")); st != Stale || pid != 0 || err != nil {
+		t.Fatalf("huge pidfile: %v %d %v", st, pid, err)
 	}
 }
 

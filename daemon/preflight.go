@@ -45,6 +45,11 @@ func Preflight(cfg *config.Config, daemon bool) error {
 		if err := readableBy(cfg.Path, cred); err != nil {
 			bad("daemon.user", err, "a configuration file "+cred.user+" can read, such as mode 0644 (every reload and upgrade reads it as that user)")
 		}
+		for _, p := range []string{cfg.Path, filepath.Dir(cfg.Path)} {
+			if err := notWritableBy(p, cred); err != nil {
+				bad("daemon.user", err, "a configuration file (and folder) only root can change: root acts on what it says (the pidfile to remove, the user to run as)")
+			}
+		}
 	}
 	if daemon {
 		pidDir := filepath.Dir(cfg.Abs(cfg.Daemon.Pidfile))
@@ -82,6 +87,24 @@ func Preflight(cfg *config.Config, daemon bool) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// notWritableBy checks that cred may not change path, by its owner and
+// mode bits.
+func notWritableBy(path string, cred *credential) error {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return err
+	}
+	switch {
+	case int(st.Uid) == cred.uid:
+		return fmt.Errorf("%s is owned by %s", path, cred.user)
+	case int(st.Gid) == cred.gid && st.Mode&0o020 != 0:
+		return fmt.Errorf("%s (mode %04o) can be written by %s's group", path, st.Mode&0o7777, cred.user)
+	case st.Mode&0o002 != 0 && st.Mode&unix.S_ISVTX == 0:
+		return fmt.Errorf("%s (mode %04o) can be written by every user", path, st.Mode&0o7777)
+	}
+	return nil
 }
 
 // readableBy checks that cred may read path, by its mode bits.

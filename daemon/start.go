@@ -414,6 +414,7 @@ func daemonStage(ctx context.Context, opts StartOptions) error {
 		stderr:  os.Stderr, // the readiness pipe until the log is open
 		handoff: h,
 		exe:     exe,
+		readyFD: int(ready.Fd()),
 		ready: func(in *instance) {
 			fmt.Fprintln(ready, msgReady) // step 14: initialisation is complete
 			ready.Close()

@@ -136,7 +136,7 @@ func (u *upgrader) start(in *instance) <-chan upgradeOutcome {
 	u.child = pid
 	go func() {
 		defer r.Close()
-		got, err := awaitReady(r, 30*time.Second)
+		_, err := awaitReady(r, 30*time.Second)
 		if err != nil {
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
@@ -144,10 +144,10 @@ func (u *upgrader) start(in *instance) <-chan upgradeOutcome {
 			var ws syscall.WaitStatus
 			syscall.Wait4(pid, &ws, 0, nil)
 		}()
-		if got == 0 {
-			got = pid
-		}
-		out <- upgradeOutcome{pid: got, err: err}
+		// The pid is the one this daemon started, whatever the pipe
+		// said: another process of the daemon's user could have written
+		// to it while the new daemon started.
+		out <- upgradeOutcome{pid: pid, err: err}
 	}()
 	return out
 }

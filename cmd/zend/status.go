@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 
 	"zend/daemon"
@@ -36,32 +37,39 @@ func cmdStatus(g *global, stdout io.Writer) error {
 		return nil
 	}
 	st := r.Status
-	fmt.Fprintf(stdout, "  uptime:      %s (since %s)\n", st.Uptime, st.Started.Format("2006-01-02 15:04:05 MST"))
-	fmt.Fprintf(stdout, "  listening:   %s\n", strings.Join(st.Listen, ", "))
-	fmt.Fprintf(stdout, "  engine:      %s\n", st.Engine)
+	fmt.Fprintf(stdout, "  uptime:      %s (since %s)\n", printable(st.Uptime), st.Started.Format("2006-01-02 15:04:05 MST"))
+	fmt.Fprintf(stdout, "  listening:   %s\n", printable(strings.Join(st.Listen, ", ")))
+	fmt.Fprintf(stdout, "  engine:      %s\n", printable(st.Engine))
 	fmt.Fprintf(stdout, "  connections: %d open, %d since start, %d refused\n", st.Open, st.Total, st.Refused)
 	fmt.Fprintf(stdout, "  questions:   %d answered, %d of them unknown\n", st.Answered, st.Unknown)
-	fmt.Fprintf(stdout, "  config:      %s\n", st.Config)
-	fmt.Fprintf(stdout, "  log:         %s\n", st.Log)
+	fmt.Fprintf(stdout, "  config:      %s\n", printable(st.Config))
+	fmt.Fprintf(stdout, "  log:         %s\n", printable(st.Log))
 	if st.User != "" {
-		fmt.Fprintf(stdout, "  user:        %s\n", st.User)
+		fmt.Fprintf(stdout, "  user:        %s\n", printable(st.User))
 	}
 	if st.LastReload.Gen > 0 {
 		verdict := "ok"
 		if !st.LastReload.OK {
-			verdict = "failed: " + st.LastReload.Error
+			verdict = "failed: " + printable(st.LastReload.Error)
 		}
 		fmt.Fprintf(stdout, "  last reload: %s at %s\n", verdict, st.LastReload.At.Format("2006-01-02 15:04:05 MST"))
 	}
 	if st.LastUpgrade.Gen > 0 {
 		verdict := fmt.Sprintf("ok, pid %d took over", st.LastUpgrade.NewPid)
 		if !st.LastUpgrade.OK {
-			verdict = "failed: " + st.LastUpgrade.Error
+			verdict = "failed: " + printable(st.LastUpgrade.Error)
 		}
 		fmt.Fprintf(stdout, "  last upgrade: %s at %s\n", verdict, st.LastUpgrade.At.Format("2006-01-02 15:04:05 MST"))
 	}
 	for _, p := range st.Pending {
-		fmt.Fprintf(stdout, "  needs restart: %s\n", p)
+		fmt.Fprintf(stdout, "  needs restart: %s\n", printable(p))
 	}
 	return nil
+}
+
+// printable returns s with control characters escaped: what the daemon
+// reports is printed on root's terminal.
+func printable(s string) string {
+	q := strconv.QuoteToGraphic(s)
+	return q[1 : len(q)-1]
 }

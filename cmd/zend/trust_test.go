@@ -198,14 +198,17 @@ func TestRootFollowsNoUserLink(t *testing.T) {
 
 // TestSignalsReachOnlyZend (finding 3): the pidfile names another process
 // (a root sleep); stop, reload and upgrade must refuse to signal it, exit
-// 1 saying why, and leave both processes alone. The daemon's user cannot
-// write the pidfile at all.
+// 1 saying why, and leave both processes alone. The pidfile is the
+// daemon's user's (it rewrites it in an upgrade), so systemd, which trusts
+// a pidfile that is not root's only for a pid inside the service, cannot be
+// made to adopt another process through it either.
 func TestSignalsReachOnlyZend(t *testing.T) {
 	a := newAttacker(t)
 	d := newUserDaemonEnv(t, a, "")
 	pid := d.start(t)
-	if out, code := a.sh(t, "echo 1 > "+d.pidfile); code == 0 {
-		t.Fatalf("the daemon's user could write the pidfile: %s", out)
+	var st syscall.Stat_t
+	if err := syscall.Stat(d.pidfile, &st); err != nil || int(st.Uid) != a.uid {
+		t.Fatalf("pidfile owner uid %d (%v), want the daemon's user %d", st.Uid, err, a.uid)
 	}
 	sleep := exec.Command("sleep", "300")
 	if err := sleep.Start(); err != nil {
@@ -470,6 +473,12 @@ func TestCheckWhatStartNeeds(t *testing.T) {
 		{"config unreadable by the user", "[daemon]\nuser = \"nobody\"\n", func(t *testing.T, d *daemonEnv) {
 			os.Chmod(d.cfg, 0o600)
 		}, "cannot be read by nobody"},
+		// A configuration file daemon.user can write: it could name any
+		// pidfile for root to remove, or no user at all.
+		{"config writable by the user", "[daemon]\nuser = \"nobody\"\n", func(t *testing.T, d *daemonEnv) {
+			os.Chown(d.cfg, 65534, 65534)
+			openDirs(d.dir)
+		}, "is owned by nobody"},
 		// A log file that is a folder.
 		{"log file is a folder", "", func(t *testing.T, d *daemonEnv) {
 			os.MkdirAll(d.log, 0o755)
