@@ -307,7 +307,7 @@ func assemble(ctx context.Context, src config.Source, l launch) (err error) {
 		log.Info("configuration loaded", "file", cfg.Path)
 	}
 	if l.daemon {
-		in.upgrader = &upgrader{exe: l.exe, src: src, pf: pf, ctl: ctl, ms: ms}
+		in.upgrader = &upgrader{exe: l.exe, src: src, pf: pf, ctl: ctl, ms: ms, owner: pf.owner()}
 		log.Info("zend daemon ready", "pid", os.Getpid(), "engine", cfg.Server.Engine,
 			"addrs", fmt.Sprint(svc.Addrs()), "pidfile", pidfilePath, "user", userName(cred))
 	} else {

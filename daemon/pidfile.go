@@ -356,3 +356,12 @@ func procLocksHold(st *unix.Stat_t) (held, ok bool) {
 	}
 	return false, sc.Err() == nil
 }
+
+// owner returns the uid that created the lock: the user who started zend.
+func (p *Pidfile) owner() int {
+	var st unix.Stat_t
+	if p.lock == nil || unix.Fstat(int(p.lock.Fd()), &st) != nil {
+		return 0
+	}
+	return int(st.Uid)
+}

@@ -4,11 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"zend/config"
 )
@@ -47,6 +50,10 @@ type upgrader struct {
 	busy bool
 	// child is the new daemon while an upgrade is under way, 0 otherwise.
 	child int
+	// owner is the user who started zend (root, normally): the binary
+	// an upgrade runs, and the folders leading to it, must be that
+	// user's or root's, and writable by nobody else.
+	owner int
 }
 
 // upgradeOutcome is what a started upgrade reports to the loop.
@@ -63,6 +70,9 @@ func (u *upgrader) start(in *instance) <-chan upgradeOutcome {
 		return out
 	}
 	if err := upgradeRefused(); err != nil { // the proof would not follow
+		return fail(err)
+	}
+	if err := safeBinary(u.exe, u.owner); err != nil {
 		return fail(err)
 	}
 	lfds, err := in.svc.ListenerFDs()
@@ -240,4 +250,32 @@ func Upgrade(src config.Source, timeout time.Duration) (oldPid, newPid int, err 
 		}
 	}
 	return pid, 0, fmt.Errorf("sent SIGUSR2 to pid %d, no new daemon within %v", pid, timeout)
+}
+
+// safeBinary checks that exe, and every folder leading to it, belong to
+// root or owner and that nobody else can change them (a sticky folder may
+// be writable by all): the daemon, running as its user, is about to run
+// it with the lock, the pidfile and the sockets, so a binary that user (or
+// anyone) could replace would be a way in.
+func safeBinary(exe string, owner int) error {
+	ok := func(uid uint32) bool { return uid == 0 || int(uid) == owner }
+	path := "/"
+	parts := strings.Split(strings.TrimPrefix(filepath.Clean(exe), "/"), "/")
+	for i, part := range append([]string{""}, parts...) {
+		if part != "" {
+			path = filepath.Join(path, part)
+		}
+		var st unix.Stat_t
+		if err := unix.Stat(path, &st); err != nil {
+			return fmt.Errorf("upgrade: %s: %w", path, err)
+		}
+		last := i == len(parts)
+		switch {
+		case !ok(st.Uid):
+			return fmt.Errorf("upgrade: %s is owned by uid %d: the binary and its folders must be root's", path, st.Uid)
+		case st.Mode&0o022 != 0 && (last || st.Mode&unix.S_ISVTX == 0):
+			return fmt.Errorf("upgrade: %s (mode %04o) can be changed by other users: the binary and its folders must be writable by root only", path, st.Mode&0o7777)
+		}
+	}
+	return nil
 }

@@ -669,3 +669,31 @@ func TestFifoAtTheLog(t *testing.T) {
 		t.Errorf("start with a FIFO at the log: exit %d %q", code, errout)
 	}
 }
+
+// TestUpgradeRefusesUnsafeBinary: the daemon (as its user) runs the binary
+// an upgrade names with root's lock, pidfile and sockets: a binary in a
+// folder other users can change is refused, and the old daemon serves on.
+func TestUpgradeRefusesUnsafeBinary(t *testing.T) {
+	a := newAttacker(t)
+	d := newUserDaemonEnv(t, a, "")
+	open := filepath.Join(d.dir, "open")
+	os.Mkdir(open, 0o777)
+	os.Chmod(open, 0o777)
+	exe := filepath.Join(open, "zend")
+	copyFile(t, filepath.Join(bin, "zend"), exe)
+	run := d.runAs(t, exe)
+	if _, errout, code := run("start"); code != 0 {
+		t.Fatalf("start: %s", errout)
+	}
+	pid := d.pid(t)
+	_, errout, code := run("upgrade")
+	if code != 1 || !strings.Contains(errout, "can be changed by other users") {
+		t.Errorf("upgrade from a folder others can write: exit %d %q", code, errout)
+	}
+	if d.pid(t) != pid {
+		t.Error("the pidfile changed")
+	}
+	if got := askOnce(t, d.addr, "Simple is better than?"); got != "Complex." {
+		t.Fatalf("answer %q", got)
+	}
+}
