@@ -5,6 +5,7 @@ package main_test
 // attacks the real daemon started as root, acting through setpriv.
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
@@ -696,4 +697,57 @@ func TestUpgradeRefusesUnsafeBinary(t *testing.T) {
 	if got := askOnce(t, d.addr, "Simple is better than?"); got != "Complex." {
 		t.Fatalf("answer %q", got)
 	}
+}
+
+// TestUpgradeWindow: a process of the daemon's user copies the descriptors
+// of every new zend process it sees (pidfd_getfd) while an upgrade starts
+// one. Whatever it manages before the new daemon protects itself, the new
+// daemon must not take over while another process holds copies of the
+// lock, the pidfile or the control socket: the upgrade fails instead, and
+// the old daemon serves on. A race: it is run a few times.
+func TestUpgradeWindow(t *testing.T) {
+	a := newAttacker(t)
+	grab := filepath.Join(bin, "grab")
+	if out, err := exec.Command("go", "build", "-o", grab, "./testdata/grab").CombinedOutput(); err != nil {
+		t.Fatalf("build the attacker: %v %s", err, out)
+	}
+	took := 0
+	for round := 0; round < 4; round++ {
+		d := newUserDaemonEnv(t, a, "")
+		pid := d.start(t)
+		g := a.cmd(grab, "2s", strconv.Itoa(pid))
+		out, err := g.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := g.Start(); err != nil {
+			t.Fatal(err)
+		}
+		_, errout, code := d.zend(t, nil, "upgrade")
+		var held []string
+		sc := bufio.NewScanner(out)
+		for sc.Scan() && sc.Text() != "done" {
+			if l, ok := strings.CutPrefix(sc.Text(), "held "); ok && strings.HasPrefix(l, d.dir) {
+				held = append(held, l)
+			}
+		}
+		g.Process.Kill()
+		g.Wait()
+		switch {
+		case code == 0 && len(held) > 0:
+			t.Errorf("round %d: the upgrade went through while pid %d of the daemon's user holds %v", round, g.Process.Pid, held)
+		case code != 0 && len(held) == 0:
+			t.Errorf("round %d: the upgrade failed with nothing taken: %s", round, errout)
+		case code != 0:
+			took++
+			if !strings.Contains(errout, "refusing to take over") {
+				t.Errorf("round %d: upgrade failed without saying why: %s", round, errout)
+			}
+			if got := askOnce(t, d.addr, "Simple is better than?"); got != "Complex." || d.pid(t) != pid {
+				t.Errorf("round %d: the old daemon does not serve on", round)
+			}
+		}
+		d.zend(t, nil, "stop")
+	}
+	t.Logf("the attacker took descriptors in %d of 4 upgrades; each of those was refused", took)
 }
