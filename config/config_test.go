@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -452,4 +453,23 @@ func FuzzLoad(f *testing.F) {
 			t.Fatalf("Load returned an invalid config: %v", err)
 		}
 	})
+}
+
+// TestConfigFIFO: a FIFO at the configuration's path (someone's, in a
+// folder they can write) is refused at once instead of stalling zend.
+func TestConfigFIFO(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "zend.toml")
+	if err := syscall.Mkfifo(p, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := Load(p); done <- err }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, errNotRegular) {
+			t.Fatalf("Load(FIFO) = %v, want errNotRegular", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Load blocked on a FIFO")
+	}
 }

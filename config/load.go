@@ -3,12 +3,14 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/BurntSushi/toml"
 )
@@ -55,7 +57,7 @@ type origin struct {
 // not valid TOML, has keys zend does not know, or has values of the wrong
 // type.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := readConfig(path)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
@@ -254,4 +256,34 @@ func splitKey(s string) toml.Key {
 		s = strings.TrimSpace(s)
 	}
 	return k
+}
+
+// maxConfig bounds a configuration file: 1,000 answers of 1 KiB and their
+// questions fit with room to spare.
+const maxConfig = 4 << 20
+
+// errNotRegular is wrapped by the error of a configuration path that is
+// not a regular file.
+var errNotRegular = errors.New("not a regular file")
+
+// readConfig reads a configuration file: a regular file of at most
+// maxConfig bytes. A FIFO or a device someone put at the path must not
+// stall zend (open is non-blocking, and only a regular file is read).
+func readConfig(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: %w", path, errNotRegular)
+	}
+	if fi.Size() > maxConfig {
+		return nil, fmt.Errorf("%s: %d bytes, more than the %d a configuration may have", path, fi.Size(), maxConfig)
+	}
+	return io.ReadAll(io.LimitReader(f, maxConfig+1))
 }

@@ -26,21 +26,28 @@ func logLevel(s string) slog.Level {
 // openAppend opens (creating it 0640, and its folder 0750, when missing) a
 // log file for appending: every write goes to the end, so that several
 // writers and logrotate's copytruncate never interleave or leave holes.
-// Root does not follow a link at the file's name (root only writes logs in
-// folders only root can write, see prepareLogDir; this is the second
-// line of defence).
+// As root it opens only in a folder only root can change, reached through
+// folders nobody else can change, with openat and O_NOFOLLOW (see
+// trust.go): a link planted in a folder above the file, or at its name,
+// leads nowhere. Anything but a regular file is refused (a FIFO would
+// stall every connection that logs).
 func openAppend(path string) (*os.File, error) {
+	if os.Geteuid() == 0 {
+		dir, err := openTrustedDir(filepath.Dir(path), 0o750)
+		if err != nil {
+			return nil, fmt.Errorf("log folder: %w (root writes logs only where only root can write)", err)
+		}
+		defer dir.close()
+		f, err := dir.open(filepath.Base(path), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+		if err != nil {
+			return nil, fmt.Errorf("open log file: %w", err)
+		}
+		return f, nil
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("create log folder: %w", err)
 	}
-	// O_NONBLOCK: a FIFO planted at the name must not stall the open
-	// (and with it every connection that logs); anything but a regular
-	// file is refused.
-	flags := os.O_WRONLY | os.O_CREATE | os.O_APPEND | syscall.O_NONBLOCK
-	if os.Geteuid() == 0 {
-		flags |= syscall.O_NOFOLLOW
-	}
-	f, err := os.OpenFile(path, flags, 0o640)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND|syscall.O_NONBLOCK, 0o640)
 	if errors.Is(err, syscall.ENXIO) {
 		return nil, fmt.Errorf("open log file %s: not a regular file (a FIFO nobody reads)", path)
 	}

@@ -45,10 +45,13 @@ func Preflight(cfg *config.Config, daemon bool) error {
 		if err := readableBy(cfg.Path, cred); err != nil {
 			bad("daemon.user", err, "a configuration file "+cred.user+" can read, such as mode 0644 (every reload and upgrade reads it as that user)")
 		}
-		for _, p := range []string{cfg.Path, filepath.Dir(cfg.Path)} {
-			if err := notWritableBy(p, cred); err != nil {
-				bad("daemon.user", err, "a configuration file (and folder) only root can change: root acts on what it says (the pidfile to remove, the user to run as)")
-			}
+	}
+	if os.Geteuid() == 0 && cfg.Path != "" {
+		// Root acts on what the file says (the pidfile to remove, the
+		// user to run as, the folders to create): only root may change
+		// it, or what leads to it.
+		if err := rootOnly(cfg.Path); err != nil {
+			errs = append(errs, fmt.Errorf("configuration %s: %w: allowed is a file only root can change, in folders only root can change, such as /etc/zend.toml", cfg.Path, err))
 		}
 	}
 	if daemon {
@@ -89,20 +92,21 @@ func Preflight(cfg *config.Config, daemon bool) error {
 	return errors.Join(errs...)
 }
 
-// notWritableBy checks that cred may not change path, by its owner and
-// mode bits.
-func notWritableBy(path string, cred *credential) error {
+// rootOnly checks that path (a file) and the folders leading to it can be
+// changed by root only (see resolveTrusted for the folders).
+func rootOnly(path string) error {
+	if _, err := resolveTrusted(filepath.Dir(path), 0); err != nil {
+		return err
+	}
 	var st unix.Stat_t
 	if err := unix.Stat(path, &st); err != nil {
 		return err
 	}
 	switch {
-	case int(st.Uid) == cred.uid:
-		return fmt.Errorf("%s is owned by %s", path, cred.user)
-	case int(st.Gid) == cred.gid && st.Mode&0o020 != 0:
-		return fmt.Errorf("%s (mode %04o) can be written by %s's group", path, st.Mode&0o7777, cred.user)
-	case st.Mode&0o002 != 0 && st.Mode&unix.S_ISVTX == 0:
-		return fmt.Errorf("%s (mode %04o) can be written by every user", path, st.Mode&0o7777)
+	case !trusted(st.Uid):
+		return fmt.Errorf("%s is owned by uid %d, not root", path, st.Uid)
+	case st.Mode&0o022 != 0:
+		return fmt.Errorf("%s (mode %04o) can be written by group or others", path, st.Mode&0o7777)
 	}
 	return nil
 }

@@ -21,6 +21,13 @@ import (
 	"time"
 )
 
+// ownLog is a log file in a folder only the test's user can change: where
+// in-zen, run directly by the test (as root in CI), may write its log.
+func ownLog(t testing.TB) string {
+	t.Helper()
+	return filepath.Join(t.TempDir(), "in-zen.log")
+}
+
 // shared is a folder every user can use (inetd runs in-zen as nobody).
 func shared(t testing.TB) string {
 	t.Helper()
@@ -101,8 +108,7 @@ func fdTarget(pid, fd int) string {
 }
 
 func TestInZen1WithSocketOnStdin(t *testing.T) {
-	dir := shared(t)
-	logf := filepath.Join(dir, "in-zen.log")
+	logf := ownLog(t)
 	client, server := socketPair(t)
 	cmd := startWithSocket(t, "in-zen1", server, "-log", logf)
 	server.Close()
@@ -143,7 +149,7 @@ func TestInZen1WithSocketOnStdin(t *testing.T) {
 // TestInZen1PanicGoesToLog: a Go runtime crash (SIGQUIT dumps every
 // goroutine to fd 2) lands in the log, never on the client's socket.
 func TestInZen1PanicGoesToLog(t *testing.T) {
-	logf := filepath.Join(shared(t), "in-zen.log")
+	logf := ownLog(t)
 	client, server := socketPair(t)
 	cmd := startWithSocket(t, "in-zen1", server, "-log", logf)
 	server.Close()
@@ -165,7 +171,7 @@ func TestInZen1PanicGoesToLog(t *testing.T) {
 }
 
 func TestInZen2WithListenerOnStdin(t *testing.T) {
-	logf := filepath.Join(shared(t), "in-zen.log")
+	logf := ownLog(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -228,7 +234,7 @@ func closeAll(t *testing.T) {
 }
 
 func TestInZen2RefusesConnectedSocket(t *testing.T) {
-	logf := filepath.Join(shared(t), "in-zen.log")
+	logf := ownLog(t)
 	client, server := socketPair(t)
 	cmd := startWithSocket(t, "in-zen2", server, "-log", logf)
 	server.Close()
@@ -487,7 +493,7 @@ func unanswered(t *testing.T, config string) (int, string) {
 	dir := shared(t)
 	cfg := filepath.Join(dir, "zend.toml")
 	os.WriteFile(cfg, []byte(config), 0o644)
-	logf := filepath.Join(dir, "in-zen.log")
+	logf := ownLog(t)
 	client, server := socketPair(t)
 	cmd := startWithSocket(t, "in-zen1", server, "-c", cfg, "-log", logf)
 	server.Close()

@@ -217,7 +217,7 @@ func TestInZen2DualStack(t *testing.T) {
 	lf, _ := ln.(*net.TCPListener).File()
 	defer lf.Close()
 	port := portOf(t, ln.Addr().String())
-	startWithSocket(t, "in-zen2", lf, "-c", cfg, "-log", filepath.Join(dir, "in-zen.log"), "-timeout", "10s")
+	startWithSocket(t, "in-zen2", lf, "-c", cfg, "-log", ownLog(t), "-timeout", "10s")
 	served(t, "::1", dialSrc(t, "::1", net.JoinHostPort("::1", port)), "")
 	served(t, "127.0.0.2", dialSrc(t, "127.0.0.2", net.JoinHostPort("127.0.0.1", port)), "")
 	refusedBy(t, "127.0.0.3", dialSrc(t, "127.0.0.3", net.JoinHostPort("127.0.0.1", port)), "")

@@ -479,7 +479,7 @@ func TestCheckWhatStartNeeds(t *testing.T) {
 		{"config writable by the user", "[daemon]\nuser = \"nobody\"\n", func(t *testing.T, d *daemonEnv) {
 			os.Chown(d.cfg, 65534, 65534)
 			openDirs(d.dir)
-		}, "is owned by nobody"},
+		}, "is owned by uid 65534, not root"},
 		// A log file that is a folder.
 		{"log file is a folder", "", func(t *testing.T, d *daemonEnv) {
 			os.MkdirAll(d.log, 0o755)
