@@ -256,7 +256,8 @@ func Upgrade(src config.Source, timeout time.Duration) (oldPid, newPid int, err 
 // root or owner and that nobody else can change them (a sticky folder may
 // be writable by all): the daemon, running as its user, is about to run
 // it with the lock, the pidfile and the sockets, so a binary that user (or
-// anyone) could replace would be a way in.
+// anyone) could replace would be a way in. A daemon that is not root also
+// needs a binary it cannot read (see below).
 func safeBinary(exe string, owner int) error {
 	ok := func(uid uint32) bool { return uid == 0 || int(uid) == owner }
 	path := "/"
@@ -275,6 +276,13 @@ func safeBinary(exe string, owner int) error {
 			return fmt.Errorf("upgrade: %s is owned by uid %d: the binary and its folders must be root's", path, st.Uid)
 		case st.Mode&0o022 != 0 && (last || st.Mode&unix.S_ISVTX == 0):
 			return fmt.Errorf("upgrade: %s (mode %04o) can be changed by other users: the binary and its folders must be writable by root only", path, st.Mode&0o7777)
+		case last && os.Geteuid() != 0 && readableBy(path, &credential{uid: os.Geteuid(), gid: os.Getegid()}) == nil:
+			// A process starts dumpable unless its credentials change
+			// at exec or it may not read its binary: the new daemon of an
+			// upgrade starts as this user, so only a binary this user
+			// cannot read keeps other processes of the user from tracing
+			// it or copying its descriptors before it can protect itself.
+			return fmt.Errorf("upgrade: %s (mode %04o) can be read by uid %d, the daemon's user: the new daemon would start open to every process of that user; make it execute-only for that user (chmod 0711 %s), as the Debian package does", path, st.Mode&0o7777, os.Geteuid(), path)
 		}
 	}
 	return nil

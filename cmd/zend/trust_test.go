@@ -332,6 +332,7 @@ func TestUpgradeWithDaemonUser(t *testing.T) {
 			// /usr/sbin/zend -> zend-v1, as an operator installs it.
 			v1, v2, link := filepath.Join(d.dir, "zend-v1"), filepath.Join(d.dir, "zend-v2"), filepath.Join(d.dir, "zend")
 			copyFile(t, filepath.Join(bin, "zend"), v1)
+			os.Chmod(v1, 0o711) // execute-only for the daemon's user
 			if err := os.Symlink("zend-v1", link); err != nil {
 				t.Fatal(err)
 			}
@@ -343,12 +344,19 @@ func TestUpgradeWithDaemonUser(t *testing.T) {
 			checkDropped(t, pid1, a.uid)
 			ld := startLoad(6, func() error { return askThree(d.addr) })
 
-			// A broken binary: the old daemon serves on, and is named.
+			// A binary the daemon's user can read: refused, the old daemon
+			// serves on.
 			os.WriteFile(v2, []byte("#!/bin/sh\necho this build is broken >&2\nexit 3\n"), 0o755)
 			os.Remove(link)
 			os.Symlink("zend-v2", link)
 			_, errout, code := run("upgrade")
-			if code != 1 || !strings.Contains(errout, "this build is broken") || !strings.Contains(errout, fmt.Sprintf("pid %d keeps serving", pid1)) {
+			if code != 1 || !strings.Contains(errout, "can be read by uid") || !strings.Contains(errout, fmt.Sprintf("pid %d keeps serving", pid1)) {
+				t.Errorf("upgrade to a binary the daemon's user can read: exit %d %q", code, errout)
+			}
+			// A broken binary: the old daemon serves on, and is named.
+			os.Chmod(v2, 0o711)
+			_, errout, code = run("upgrade")
+			if code != 1 || !strings.Contains(errout, fmt.Sprintf("pid %d keeps serving", pid1)) {
 				t.Errorf("broken upgrade: exit %d %q", code, errout)
 			}
 			if d.pid(t) != pid1 {
@@ -357,6 +365,7 @@ func TestUpgradeWithDaemonUser(t *testing.T) {
 
 			// The real v2, through the link.
 			copyFile(t, filepath.Join(bin, "zend"), v2)
+			os.Chmod(v2, 0o711)
 			out, errout, code := run("upgrade")
 			if code != 0 {
 				t.Fatalf("upgrade: exit %d %s %s\nlog:\n%s", code, out, errout, d.readLog())
@@ -701,10 +710,12 @@ func TestUpgradeRefusesUnsafeBinary(t *testing.T) {
 
 // TestUpgradeWindow: a process of the daemon's user copies the descriptors
 // of every new zend process it sees (pidfd_getfd) while an upgrade starts
-// one. Whatever it manages before the new daemon protects itself, the new
-// daemon must not take over while another process holds copies of the
-// lock, the pidfile or the control socket: the upgrade fails instead, and
-// the old daemon serves on. A race: it is run a few times.
+// one. The binary is execute-only for that user (as the package installs
+// it), so the new daemon starts non-dumpable and nothing can be taken; and
+// should anything be, the new daemon must not take over while another
+// process holds copies of the lock, the pidfile or the control socket (the
+// upgrade fails instead, and the old daemon serves on). A race: it is run
+// a few times.
 func TestUpgradeWindow(t *testing.T) {
 	a := newAttacker(t)
 	grab := filepath.Join(bin, "grab")
@@ -714,7 +725,13 @@ func TestUpgradeWindow(t *testing.T) {
 	took := 0
 	for round := 0; round < 4; round++ {
 		d := newUserDaemonEnv(t, a, "")
-		pid := d.start(t)
+		exe := filepath.Join(d.dir, "zend")
+		copyFile(t, filepath.Join(bin, "zend"), exe)
+		os.Chmod(exe, 0o711)
+		if _, errout, code := d.runAs(t, exe)("start"); code != 0 {
+			t.Fatalf("start: %s", errout)
+		}
+		pid := d.pid(t)
 		g := a.cmd(grab, "2s", strconv.Itoa(pid))
 		out, err := g.StdoutPipe()
 		if err != nil {
@@ -749,5 +766,7 @@ func TestUpgradeWindow(t *testing.T) {
 		}
 		d.zend(t, nil, "stop")
 	}
-	t.Logf("the attacker took descriptors in %d of 4 upgrades; each of those was refused", took)
+	if took > 0 {
+		t.Errorf("the attacker took descriptors in %d of 4 upgrades from an execute-only binary (each was refused)", took)
+	}
 }

@@ -29,6 +29,11 @@ build() { go build -trimpath -buildvcs=false -ldflags '-s -w' -o "$1" "$2"; }
 for b in zend in-zen1 in-zen2; do
 	build "$root/usr/sbin/$b" "./cmd/$b"
 done
+# zend execute-only for everyone but root: a process starts dumpable unless
+# it may not read its binary, and the new daemon of an upgrade starts as
+# the zend user; execute-only keeps other processes of that user from
+# tracing it or copying its descriptors before it protects itself.
+chmod 0711 "$root/usr/sbin/zend"
 for b in zen-client zen-bench; do
 	if [ -d "cmd/$b" ]; then build "$root/usr/bin/$b" "./cmd/$b"; fi
 done
