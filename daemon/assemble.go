@@ -125,7 +125,8 @@ func assemble(ctx context.Context, src config.Source, l launch) (err error) {
 	if err := undumpable(); err != nil {
 		return l.fail(fmt.Errorf("PR_SET_DUMPABLE: %w", err))
 	}
-	if h := l.handoff; h != nil {
+	if h := l.handoff; h != nil && os.Geteuid() != 0 {
+		// (A daemon running as root: nobody else could trace it.)
 		fds := append(handoffFDs(), h.lockFD, h.pidfileFD, h.controlFD, l.readyFD)
 		for _, s := range strings.Split(os.Getenv(envListenFDs), ",") {
 			if fd, err := strconv.Atoi(s); err == nil {

@@ -93,9 +93,19 @@ func Preflight(cfg *config.Config, daemon bool) error {
 }
 
 // rootOnly checks that path (a file) and the folders leading to it can be
-// changed by root only (see resolveTrusted for the folders).
+// changed by root only (see resolveTrusted for the folders). The file's own
+// folder may be a sticky one (/tmp): nobody else can replace a file of
+// root's there.
 func rootOnly(path string) error {
-	if _, err := resolveTrusted(filepath.Dir(path), 0); err != nil {
+	dir := filepath.Dir(path)
+	if _, err := resolveTrusted(filepath.Dir(dir), 0); err != nil {
+		return err
+	}
+	var dst unix.Stat_t
+	if err := unix.Stat(dir, &dst); err != nil {
+		return err
+	}
+	if err := checkFolder(dir, &dst, false); err != nil {
 		return err
 	}
 	var st unix.Stat_t

@@ -21,7 +21,7 @@ func TestSdNotify(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	cfg := filepath.Join(dir, "zend.toml")
+	cfg := filepath.Join(t.TempDir(), "zend.toml") // root acts on it: only root may change it
 	os.WriteFile(cfg, nil, 0o644)
 	p, addr := startZend(t, []string{"NOTIFY_SOCKET=" + sock, "WATCHDOG_USEC=400000"}, "-c", cfg, "-listen", "127.0.0.1:0")
 	msgs := make(chan string, 100)
