@@ -1,8 +1,14 @@
 // Package daemon owns the zend process: turning a configuration into a
 // running protocol.Server (listen sockets with the system's backlog, the
-// open-file limit, log output), the foreground mode of "zend run" with its
-// single signal loop (SIGTERM/SIGINT drain, a second one forces the exit,
-// SIGHUP reloads), and the reload of a running server.
+// open-file limit, log output) through one assembly path for "zend run",
+// "zend start" and the new daemon of an upgrade (assemble.go); the
+// daemon(7) stages of "zend start"; the boundary between root and
+// daemon.user (trust.go: root's files only in folders only root can
+// change, opened with openat and O_NOFOLLOW; the lock and pidfile; the
+// privilege drop; a pid proven before it is signalled); the single signal
+// loop (SIGTERM/SIGINT drain, a second one forces the exit, SIGHUP
+// reloads, SIGUSR1 reopens the log, SIGUSR2 upgrades); and the commands
+// that act on a running daemon (stop, reload, reopen, status, upgrade).
 //
 // It imports config and protocol and is imported only by the commands.
 package daemon
