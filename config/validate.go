@@ -98,10 +98,10 @@ func maxWorkersFor(cpus int) int {
 }
 
 // [answers] is bounded in the length of an answer and in the number of
-// questions. An answer is copied out for every question that asks it, and
-// the goroutine engine answers all the questions of one 4 KiB read before
-// it writes: with answers of at most 1 KiB a read of "a?a?a?..." costs at
-// most 2 MiB, not 2 GiB with 1 MB answers; a period-terminated sentence of
+// questions. An answer is copied out for every question that asks it,
+// and a conversation frames questions only while less than a 32 KiB batch
+// of answers waits: with answers of at most 1 KiB one connection holds at
+// most 33 KiB of answers, whatever it asks; a period-terminated sentence of
 // the protocol is far shorter (the built-in answers are under 30 bytes).
 // Each question holds up to limits.max_question_bytes, and its answer a
 // counter and a metrics label: 1000 of them are kept in memory once, not

@@ -7,9 +7,7 @@ package protocol
 // accept errors, and admitting each new connection.
 
 import (
-	"context"
 	"errors"
-	"log/slog"
 	"net"
 	"net/netip"
 	"strconv"
@@ -149,30 +147,24 @@ func (l *loop) resumeListeners(st *Settings) {
 	clear(l.paused)
 }
 
+// add starts the conversation of an accepted connection: admitted (or
+// refused) by its session, then registered in epoll and its timer list.
 func (l *loop) add(fd int, sa unix.Sockaddr, st *Settings) {
-	c := &elConn{fd: int32(fd), in: true, peer: addrPort(sa)}
-	if st.Proxy.Enabled && st.Proxy.trusts(c.peer.Addr()) {
-		c.proxy = proxyAwait // admitted once the header names the client
-	} else {
-		// Decided before a byte is read.
-		why, counted := l.s.admit(c.peer, st)
-		if why != nil {
-			l.s.refuse(c.peer, *why)
-			unix.Close(fd)
-			l.s.open.Add(-1)
-			l.s.done.Add(1)
-			return
-		}
-		c.counted = counted
-		if st.Proxy.Enabled {
-			c.proxy = proxyCheck
-		}
+	c := &elConn{fd: int32(fd), in: true}
+	c.ss.start(l.s, addrPort(sa), l.now(), st)
+	if _, _, done := c.ss.Ending(); done { // refused
+		c.ss.Close()
+		unix.Close(fd)
+		l.s.open.Add(-1)
+		l.s.done.Add(1)
+		return
 	}
 	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	if b := st.Limits.SendBuffer; b > 0 {
 		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, b)
 	}
 	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(fd)}); err != nil {
+		c.ss.Close()
 		unix.Close(fd)
 		l.s.open.Add(-1)
 		l.s.done.Add(1)
@@ -183,13 +175,9 @@ func (l *loop) add(fd int, sa unix.Sockaddr, st *Settings) {
 	}
 	l.conns[fd] = c
 	l.open++
-	c.since = l.now()
-	l.lists[stIdle].push(c)
-	if c.proxy == proxyAwait {
-		l.setState(c, stQuestion) // the header must come within question_timeout
-	} else if l.s.log.Enabled(context.Background(), slog.LevelInfo) {
-		l.s.log.Info("accepted", "client", c.peer.String())
-	}
+	ph, since := c.ss.Phase()
+	c.list, c.since = ph, since
+	l.lists[ph].insert(c)
 }
 
 func addrPort(sa unix.Sockaddr) netip.AddrPort {

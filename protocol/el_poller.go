@@ -20,12 +20,10 @@ type loop struct {
 	s     *Server
 	epfd  int
 	evfd  int
-	conns []*elConn // by fd
-	lists [nStates]elList
+	conns []*elConn       // by fd
+	lists [nPhases]elList // by phase; phEnded holds the lingering
 	open  int
 	rbuf  []byte
-	wbuf  []byte
-	start time.Time
 
 	mu        sync.Mutex // guards ops, exited and fdsClosed
 	ops       []func()
@@ -58,7 +56,7 @@ func newLoop(s *Server) (*loop, error) {
 		unix.Close(evfd)
 		return nil, err
 	}
-	return &loop{s: s, epfd: epfd, evfd: evfd, rbuf: make([]byte, readBuf), start: time.Now(),
+	return &loop{s: s, epfd: epfd, evfd: evfd, rbuf: make([]byte, readBuf),
 		lfds: map[int]*elListener{}, paused: map[int]bool{}}, nil
 }
 
@@ -108,7 +106,8 @@ func (l *loop) wake() {
 	unix.Write(l.evfd, one[:])
 }
 
-func (l *loop) now() int64 { return int64(time.Since(l.start)) }
+// now is the sessions' clock.
+func (l *loop) now() int64 { return mono() }
 
 // run is the loop.
 func (l *loop) run() {
@@ -170,36 +169,11 @@ func (l *loop) runOps() {
 // waitMs is how long epoll_wait may sleep: until the earliest timeout.
 func (l *loop) waitMs() int {
 	st := l.s.settings.Load()
-	next := int64(-1)
+	next := l.next(st.Limits)
 	consider := func(t int64) {
 		if next < 0 || t < next {
 			next = t
 		}
-	}
-	lim := st.Limits
-	if h := l.lists[stIdle].head; h != nil {
-		if l.draining {
-			consider(h.since + int64(drainPoll))
-		} else if lim.IdleTimeout > 0 {
-			consider(h.since + int64(lim.IdleTimeout))
-		}
-	}
-	if h := l.lists[stQuestion].head; h != nil {
-		if lim.QuestionTimeout > 0 {
-			consider(h.since + int64(lim.QuestionTimeout))
-		}
-		if l.draining {
-			consider(l.drainEnd())
-		}
-	}
-	if h := l.lists[stWriting].head; h != nil && lim.WriteTimeout > 0 {
-		consider(h.since + int64(lim.WriteTimeout))
-	}
-	if h := l.lists[stDelayed].head; h != nil {
-		consider(h.since)
-	}
-	if h := l.lists[stLinger].head; h != nil {
-		consider(h.since)
 	}
 	if len(l.paused) > 0 {
 		if l.full {
@@ -226,7 +200,7 @@ func (l *loop) drainEnd() int64 {
 	if l.s.drainEnd.IsZero() {
 		return l.now() + int64(time.Hour)
 	}
-	return int64(l.s.drainEnd.Sub(l.start))
+	return int64(l.s.drainEnd.Sub(epoch))
 }
 
 func (l *loop) epollListener(fd int, on bool) {
@@ -240,22 +214,13 @@ func (l *loop) epollListener(fd int, on bool) {
 	}
 }
 
-func (l *loop) setIn(c *elConn, on bool) bool {
-	l.ctl(c, on, c.out)
-	return on
-}
-
-func (l *loop) setOut(c *elConn, on bool) {
-	c.out = on
-	l.ctl(c, c.in, on)
-}
-
-func (l *loop) ctl(c *elConn, in, out bool) {
+// ctl sets epoll's interest in c to c.in and c.out.
+func (l *loop) ctl(c *elConn) {
 	var ev uint32
-	if in {
+	if c.in {
 		ev |= unix.EPOLLIN | unix.EPOLLRDHUP
 	}
-	if out {
+	if c.out {
 		ev |= unix.EPOLLOUT
 	}
 	rawEpollCtl(l.epfd, unix.EPOLL_CTL_MOD, int(c.fd), &unix.EpollEvent{Events: ev, Fd: c.fd})

@@ -2,106 +2,99 @@
 
 package protocol
 
-// The event loop's timers: each connection is in one state, every state
-// has one timeout for all its connections, so each keeps its connections
-// in a list ordered by when they entered it, and only the heads are
-// checked; the drain and the kill at its deadline.
-
-// elState is the state of an event-loop connection.
-type elState uint8
-
-const (
-	stIdle     elState = iota // between questions
-	stQuestion                // a question has begun
-	stWriting                 // answers wait for the client to read
-	stDelayed                 // an answer waits out answer_delay
-	stLinger                  // FIN sent at shutdown, discarding input
-	nStates
-)
+// The event loop's timers: a session's next timeout depends only on its
+// phase and when it entered it (Session.Phase), and within a phase the
+// timeout is the same for every session, so each loop keeps one list per
+// phase ordered by that time, and only the heads are checked. Lingering
+// connections (ended, FIN sent) have a list of their own, ordered by the
+// linger's end. Then the drain, and the kill at its deadline.
 
 // elList is an intrusive list of connections ordered by since.
 type elList struct{ head, tail *elConn }
 
-func (l *elList) push(c *elConn) {
-	c.prev, c.next = l.tail, nil
-	if l.tail != nil {
-		l.tail.next = c
-	} else {
-		l.head = c
+// insert puts c in order of since; a connection usually enters a list
+// at its tail, so the walk back is short.
+func (l *elList) insert(c *elConn) {
+	at := l.tail
+	for at != nil && at.since > c.since {
+		at = at.prev
 	}
-	l.tail = c
+	c.prev = at
+	if at == nil {
+		c.next = l.head
+		l.head = c
+	} else {
+		c.next = at.next
+		at.next = c
+	}
+	if c.next != nil {
+		c.next.prev = c
+	} else {
+		l.tail = c
+	}
 }
 
 func (l *elList) remove(c *elConn) {
 	if c.prev != nil {
 		c.prev.next = c.next
-	} else {
+	} else if l.head == c {
 		l.head = c.next
 	}
 	if c.next != nil {
 		c.next.prev = c.prev
-	} else {
+	} else if l.tail == c {
 		l.tail = c.prev
 	}
 	c.prev, c.next = nil, nil
 }
 
-// setState moves c to the tail of state's list.
-func (l *loop) setState(c *elConn, s elState) {
-	l.lists[c.state].remove(c)
-	c.state = s
-	c.since = l.now()
-	l.lists[s].push(c)
+// move puts c in list p at since.
+func (l *loop) move(c *elConn, p phase, since int64) {
+	l.lists[c.list].remove(c)
+	c.list, c.since = p, since
+	l.lists[p].insert(c)
 }
 
 // expire handles every timeout that is due.
 func (l *loop) expire(st *Settings) {
 	now := l.now()
-	lim := st.Limits
-	for c := l.lists[stDelayed].head; c != nil && c.since <= now; c = l.lists[stDelayed].head {
-		// The answer is due. What c sent after the question stays pending:
-		// afterWrite goes on with it once the answer is taken.
-		ans := c.delayed
-		c.delayed = nil
-		l.setState(c, stIdle)
-		l.write(c, ans, st)
-		l.s.latency.observe(st.AnswerDelay, 1)
-	}
-	if l.draining {
-		for c := l.lists[stIdle].head; c != nil && c.since+int64(drainPoll) <= now; c = l.lists[stIdle].head {
-			if len(c.pending) == 0 && len(c.unsent) == 0 {
-				l.linger(c) // quiet at a question boundary: done
-			} else {
-				l.setState(c, stIdle) // questions still queued: look again later
+	for p := phIdle; p < phEnded; p++ {
+		for c := l.lists[p].head; c != nil; c = l.lists[p].head {
+			if dl := c.ss.Deadline(st.Limits); dl == 0 || dl > now {
+				break
+			}
+			c.ss.Tick(now, st)
+			l.sync(c, st, false)
+			if l.lists[p].head == c {
+				break // not moved: a later pass looks again
 			}
 		}
-	} else if lim.IdleTimeout > 0 {
-		for c := l.lists[stIdle].head; c != nil && c.since+int64(lim.IdleTimeout) <= now; c = l.lists[stIdle].head {
-			l.close(c, endIdle, "")
-		}
 	}
-	for c := l.lists[stQuestion].head; c != nil; c = l.lists[stQuestion].head {
-		if lim.QuestionTimeout > 0 && c.since+int64(lim.QuestionTimeout) <= now {
-			l.close(c, endQuestionTimeout, quote(c.pending))
-		} else if l.draining && l.drainEnd() <= now {
-			l.close(c, endCut, quote(c.pending))
-		} else {
-			break
-		}
-	}
-	if lim.WriteTimeout > 0 {
-		for c := l.lists[stWriting].head; c != nil && c.since+int64(lim.WriteTimeout) <= now; c = l.lists[stWriting].head {
-			l.close(c, endWriteTimeout, "")
-		}
-	}
-	for c := l.lists[stLinger].head; c != nil && c.since <= now; c = l.lists[stLinger].head {
+	for c := l.lists[phEnded].head; c != nil && c.since <= now; c = l.lists[phEnded].head {
 		l.close(c, endDrained, "")
 	}
 	l.resumeListeners(st)
 }
 
-// beginDrain: stop accepting, answer what has arrived, close idle
-// connections at their question boundary.
+// next returns when the earliest timeout of the loop's connections is
+// due (-1: none).
+func (l *loop) next(lim Limits) int64 {
+	next := int64(-1)
+	for p := phIdle; p < phEnded; p++ {
+		if h := l.lists[p].head; h != nil {
+			if dl := h.ss.Deadline(lim); dl != 0 && (next < 0 || dl < next) {
+				next = dl
+			}
+		}
+	}
+	if h := l.lists[phEnded].head; h != nil && (next < 0 || h.since < next) {
+		next = h.since
+	}
+	return next
+}
+
+// beginDrain: stop accepting, answer what has arrived, end each
+// conversation at its question boundary.
 func (l *loop) beginDrain() {
 	for fd, el := range l.lfds {
 		// Out of epoll first, then take what is already queued: with
@@ -116,19 +109,25 @@ func (l *loop) beginDrain() {
 		l.dropListener(el)
 	}
 	l.draining = true
-	// Idle connections are closed once quiet for drainPoll (expire).
+	for p := phIdle; p < phEnded; p++ {
+		for c := l.lists[p].head; c != nil; c = c.next {
+			c.ss.Drain() // changes a deadline, never a phase
+		}
+	}
 }
 
 // kill closes every connection at once: the drain deadline ended.
 func (l *loop) kill() {
 	l.killed = true
-	for s := elState(0); s < nStates; s++ {
-		for c := l.lists[s].head; c != nil; c = l.lists[s].head {
-			if s == stLinger {
+	for p := phase(0); p < nPhases; p++ {
+		for c := l.lists[p].head; c != nil; c = l.lists[p].head {
+			if p == phEnded {
 				l.close(c, endDrained, "")
-			} else {
-				l.close(c, endCut, quote(c.pending))
+				continue
 			}
+			c.ss.Kill()
+			how, detail, _ := c.ss.Ending()
+			l.close(c, how, detail)
 		}
 	}
 }

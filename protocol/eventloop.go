@@ -20,17 +20,17 @@ import (
 // answers the kernel would not take at once, get a buffer of their own,
 // from a pool, given back as soon as it empties.
 //
-// Timeouts need no timer per connection: a connection is in exactly one
-// state (idle, in a question, waiting to write, waiting out answer_delay,
-// lingering after its FIN), every state has one timeout for all its
-// connections, so each state keeps its connections in a list ordered by
-// when they entered it, and only the list heads are checked.
+// Timeouts need no timer per connection: a session is in exactly one
+// phase (idle, in a question, waiting to write, waiting out answer_delay;
+// and a drained connection lingers after its FIN), every phase has one
+// timeout for all its connections, so each loop keeps a list per phase
+// ordered by when they entered it, and only the list heads are checked.
 //
 // The files, as gnet splits its engine: eventloop.go the group of loops
 // and the Serve glue; el_poller.go a loop (epoll, its operations queue,
 // its sleep); el_acceptor.go listening sockets and admission;
-// el_conn.go a connection's I/O; el_timers.go the per-state timeout lists,
-// the drain and the kill. The group owns the loops' epoll and event
+// el_conn.go a connection's I/O to and from its session; el_timers.go
+// the per-phase timeout lists, the drain and the kill. The group owns the loops' epoll and event
 // descriptors and closes them once every loop has returned.
 
 // elListener is a listening socket served by every loop.

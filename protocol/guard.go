@@ -356,41 +356,6 @@ func (s *Server) admit(client netip.AddrPort, st *Settings) (*refusal, bool) {
 	return s.srcs.admit(client.Addr(), st.Limits)
 }
 
-// proxyStart reads the first bytes of a connection from peer when the
-// PROXY protocol is on, with the question timeout: from a trusted peer an
-// optional header naming the real client, from any other peer none. It
-// returns the client and the bytes read after the header.
-func (s *Server) proxyStart(nc net.Conn, peer netip.AddrPort, st *Settings) (netip.AddrPort, []byte, error) {
-	trusted := st.Proxy.trusts(peer.Addr())
-	if st.Limits.QuestionTimeout > 0 {
-		nc.SetReadDeadline(time.Now().Add(st.Limits.QuestionTimeout))
-	}
-	var buf []byte
-	tmp := make([]byte, 512)
-	for {
-		n, more, err := splitProxyHeader(buf)
-		switch {
-		case err != nil:
-			return peer, nil, err
-		case n > 0 && !trusted:
-			return peer, nil, untrustedHeader(peer)
-		case n > 0:
-			client, err := parseProxyHeader(buf[:n], peer)
-			return client, buf[n:], err
-		case !more && len(buf) > 0:
-			return peer, buf, nil // no header
-		}
-		k, err := nc.Read(tmp)
-		buf = append(buf, tmp[:k]...)
-		if err != nil {
-			if k > 0 {
-				continue
-			}
-			return peer, buf, err
-		}
-	}
-}
-
 // addrPortOf returns a net.Addr as netip.AddrPort (zero when not IP).
 func addrPortOf(a net.Addr) netip.AddrPort {
 	if ta, ok := a.(*net.TCPAddr); ok {
