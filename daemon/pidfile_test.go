@@ -169,3 +169,89 @@ func TestUntrustedFolders(t *testing.T) {
 		})
 	}
 }
+
+// TestRootOnlyConfig: root's configuration may sit in /tmp or in a folder
+// of root's below it (nobody else can rename either there), and may be a
+// link of root's, but not anywhere others can swap what leads to it.
+//
+// The rule trusts root and the user running the test, so it runs as any
+// user.
+func TestRootOnlyConfig(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup func(t *testing.T, dir string) string // returns the file
+		ok    bool
+	}{
+		// Directly in a sticky world-writable folder.
+		{"in a sticky folder", func(t *testing.T, dir string) string {
+			return file(t, mkdir(t, dir, "tmp", os.ModeSticky|0o777), "zend.toml", 0o600)
+		}, true},
+		// In a folder of root's below a sticky one (seen refused:
+		// /tmp/meas/zend.toml).
+		{"below a sticky folder", func(t *testing.T, dir string) string {
+			return file(t, mkdir(t, mkdir(t, dir, "tmp", os.ModeSticky|0o777), "meas", 0o755), "zend.toml", 0o600)
+		}, true},
+		// In a world-writable folder without the sticky bit.
+		{"in a world-writable folder", func(t *testing.T, dir string) string {
+			return file(t, mkdir(t, dir, "open", 0o777), "zend.toml", 0o600)
+		}, false},
+		// Below one.
+		{"below a world-writable folder", func(t *testing.T, dir string) string {
+			return file(t, mkdir(t, mkdir(t, dir, "open", 0o777), "etc", 0o755), "zend.toml", 0o600)
+		}, false},
+		// A file others may write.
+		{"group-writable file", func(t *testing.T, dir string) string {
+			return file(t, dir, "zend.toml", 0o664)
+		}, false},
+		// root's link to root's file (/etc/zend.toml -> zend/zend.toml).
+		{"link of root's", func(t *testing.T, dir string) string {
+			target := file(t, mkdir(t, dir, "zend", 0o755), "zend.toml", 0o600)
+			link := filepath.Join(dir, "zend.toml")
+			os.Symlink(target, link)
+			return link
+		}, true},
+		// root's link into a folder others may write.
+		{"link into an open folder", func(t *testing.T, dir string) string {
+			target := file(t, mkdir(t, dir, "open", 0o777), "zend.toml", 0o600)
+			link := filepath.Join(dir, "zend.toml")
+			os.Symlink(target, link)
+			return link
+		}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			os.Chmod(dir, 0o755)
+			err := rootOnly(tt.setup(t, dir))
+			if (err == nil) != tt.ok {
+				t.Fatalf("rootOnly: %v, want ok %v", err, tt.ok)
+			}
+		})
+	}
+}
+
+// mkdir makes dir/name with mode (umask aside) and returns it.
+func mkdir(t *testing.T, dir, name string, mode os.FileMode) string {
+	t.Helper()
+	d := filepath.Join(dir, name)
+	if err := os.Mkdir(d, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(d, mode); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// file makes dir/name with mode and returns it.
+func file(t *testing.T, dir, name string, mode os.FileMode) string {
+	t.Helper()
+	f := filepath.Join(dir, name)
+	if err := os.WriteFile(f, []byte("[server]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(f, mode); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}

@@ -95,23 +95,42 @@ func Preflight(cfg *config.Config, daemon bool) error {
 // rootOnly checks that path (a file) and the folders leading to it can be
 // changed by root only (see resolveTrusted for the folders). The file's own
 // folder may be a sticky one (/tmp): nobody else can replace a file of
-// root's there.
+// root's there. A link at path is followed when root owns it, and what it
+// leads to is held to the same rule.
 func rootOnly(path string) error {
-	dir := filepath.Dir(path)
-	if _, err := resolveTrusted(filepath.Dir(dir), 0); err != nil {
-		return err
+	for links := 0; ; links++ {
+		dir, err := resolveFolders(filepath.Dir(path), 0, false)
+		if err != nil {
+			return err
+		}
+		full := filepath.Join(dir, filepath.Base(path))
+		var st unix.Stat_t
+		if err := unix.Lstat(full, &st); err != nil {
+			return err
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFLNK {
+			return rootOwnedFile(path, &st)
+		}
+		if !trusted(st.Uid) {
+			return untrusted(full, fmt.Sprintf("a symbolic link owned by uid %d", st.Uid))
+		}
+		if links == maxLinks {
+			return fmt.Errorf("%s: too many symbolic links", path)
+		}
+		target, err := os.Readlink(full)
+		if err != nil {
+			return err
+		}
+		if !filepath.IsAbs(target) {
+			target = filepath.Join(dir, target)
+		}
+		path = target
 	}
-	var dst unix.Stat_t
-	if err := unix.Stat(dir, &dst); err != nil {
-		return err
-	}
-	if err := checkFolder(dir, &dst, false); err != nil {
-		return err
-	}
-	var st unix.Stat_t
-	if err := unix.Stat(path, &st); err != nil {
-		return err
-	}
+}
+
+// rootOwnedFile checks that the file path (st) is root's and nobody
+// else may write it.
+func rootOwnedFile(path string, st *unix.Stat_t) error {
 	switch {
 	case !trusted(st.Uid):
 		return fmt.Errorf("%s is owned by uid %d, not root", path, st.Uid)

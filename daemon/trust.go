@@ -61,6 +61,13 @@ func checkFolder(path string, st *unix.Stat_t, final bool) error {
 // With mode != 0, missing folders are created with that mode (their parent
 // having been checked). It returns the resolved path.
 func resolveTrusted(dir string, mode os.FileMode) (string, error) {
+	return resolveFolders(dir, mode, true)
+}
+
+// resolveFolders is resolveTrusted; with strict false the final folder
+// is held to the ancestors' rule (world-writable only when sticky), for a
+// file of root's that nobody else can rename or replace even there.
+func resolveFolders(dir string, mode os.FileMode, strict bool) (string, error) {
 	if !filepath.IsAbs(dir) {
 		return "", fmt.Errorf("%s: not an absolute path", dir)
 	}
@@ -72,7 +79,7 @@ func resolveTrusted(dir string, mode os.FileMode) (string, error) {
 		if err := unix.Lstat(cur, &st); err != nil {
 			return "", fmt.Errorf("%s: %w", cur, err)
 		}
-		if err := checkFolder(cur, &st, len(rest) == 0 || rest[0] == ""); err != nil {
+		if err := checkFolder(cur, &st, strict && (len(rest) == 0 || rest[0] == "")); err != nil {
 			return "", err
 		}
 		if len(rest) == 0 || rest[0] == "" {
