@@ -87,7 +87,7 @@ func (l *loop) sync(c *elConn, st *Settings, writable bool) {
 		case err == unix.EAGAIN || (err == nil && n < len(out)):
 			writable = false // the kernel's buffer is full: wait for EPOLLOUT
 		case err != nil:
-			ss.Fail(err)
+			ss.Fail(err) // and Output is empty: the loop ends
 		}
 	}
 	if how, detail, done := ss.Ending(); done {

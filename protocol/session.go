@@ -449,6 +449,8 @@ func (ss *session) stop(how ending, detail string) {
 func (ss *session) fail(how ending, detail string) {
 	ss.how, ss.detail, ss.ph = how, detail, phEnded
 	ss.stopping = true
+	putBuf(ss.out)
+	ss.out, ss.delayed = nil, nil
 }
 
 // pendingQuote is the question in progress, for a log line.

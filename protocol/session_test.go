@@ -146,6 +146,13 @@ func TestSession(t *testing.T) {
 		// A socket error is an error, naming the question in progress.
 		{name: "error", ops: []op{{in: "Flat"}, {fail: true}},
 			end: endError, detail: `after "Flat"`},
+		// A socket error while answers wait: they are dropped, and no
+		// engine is left with bytes to write on a dead socket.
+		{name: "error while writing", slow: true, ops: []op{{in: strings.Repeat("?", 4000)}, {fail: true, check: func(t *testing.T, ss *session) {
+			if n := len(ss.Output()); n != 0 {
+				t.Errorf("%d bytes still to write after the failure", n)
+			}
+		}}}, end: endError},
 		// A trusted proxy's header names the client; the question after
 		// it in the same read is answered.
 		{name: "proxy v1", st: trustLocal, ops: []op{{in: v1 + "Simple is better than?", check: func(t *testing.T, ss *session) {
