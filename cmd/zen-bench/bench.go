@@ -441,7 +441,14 @@ func procCPU(pid int) time.Duration {
 }
 
 // procRSS is pid's resident memory in KiB.
-func procRSS(pid int) int64 {
+func procRSS(pid int) int64 { return procStatus(pid, "VmRSS:") }
+
+// procPeakRSS is pid's peak resident memory (its high-water mark) in KiB.
+func procPeakRSS(pid int) int64 { return procStatus(pid, "VmHWM:") }
+
+// procStatus is the KiB value of field in pid's /proc status (0 when
+// there is none: not Linux, no such process, no pid given).
+func procStatus(pid int, field string) int64 {
 	if pid <= 0 {
 		return 0
 	}
@@ -450,7 +457,7 @@ func procRSS(pid int) int64 {
 		return 0
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "VmRSS:") {
+		if strings.HasPrefix(line, field) {
 			f := strings.Fields(line)
 			n, _ := strconv.ParseInt(f[1], 10, 64)
 			return n

@@ -1,7 +1,7 @@
 // Command zen-bench measures a Zen-protocol server (or any request/reply
 // server) with the same generator for everyone.
 //
-//	zen-bench [-mode ask|conn|idle] [-addr HOST:PORT] [-c N] [-pipeline N] [-d DURATION]
+//	zen-bench [-mode ask|conn|idle|halfclose|noread] [-addr HOST:PORT] [-c N] [-pipeline N] [-d DURATION]
 //	          [-req STR -resp STR] [-pid PID] [-idle N] [-drip D] [-json]
 //	zen-bench -compare [-engines LIST] [-zend PATH] [-d DURATION] [-svg FILE] [-json]
 //
@@ -55,6 +55,10 @@ Modes (-mode):
   conn   connect, ask the three questions one at a time, hang up (the chapter's client)
   idle   hold -idle connections (idle, or sending a byte every -drip) while a
          probe client asks one question at a time and its latency is measured
+  halfclose  one client with a 1 KiB receive buffer sends -n '?', half-closes and
+         reads slowly: every answer must arrive (with -pid: the server's peak RSS)
+  noread -c clients each send 64 KiB of '?' and never read: the server's RSS
+         (-pid) and the kernel's TCP memory (/proc/net/sockstat) before and after
 
 Flags:
   -addr HOST:PORT   server (default 127.0.0.1:1060)
@@ -68,6 +72,7 @@ Flags:
   -pid PID          the server's pid: report its CPU time per request and,
                     in idle mode, its memory per connection
   -idle N           idle mode: connections to hold (default 1000)
+  -n N              halfclose mode: questions to send (default 1000000)
   -drip D           idle mode: each held connection sends a byte every D
   -json             print the result as JSON
   -compare          start zend with each engine in turn and compare them
@@ -92,6 +97,7 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.IntVar(&o.pid, "pid", 0, "")
 	fs.IntVar(&o.idle, "idle", 1000, "")
 	fs.DurationVar(&o.drip, "drip", 0, "")
+	questions := fs.Int("n", 1000000, "")
 	asJSON := fs.Bool("json", false, "")
 	compare := fs.Bool("compare", false, "")
 	engines := fs.String("engines", strings.Join(config.Engines, ","), "")
@@ -109,10 +115,10 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return &usageError{"unexpected argument " + fs.Arg(0)}
 	}
 	switch {
-	case o.mode != "ask" && o.mode != "conn" && o.mode != "idle":
-		return &usageError{"-mode " + o.mode + ": allowed are ask, conn, idle"}
-	case o.conns < 1 || o.pipeline < 1 || o.duration <= 0 || o.idle < 0:
-		return &usageError{"-c, -pipeline and -d must be positive"}
+	case o.mode != "ask" && o.mode != "conn" && o.mode != "idle" && o.mode != "halfclose" && o.mode != "noread":
+		return &usageError{"-mode " + o.mode + ": allowed are ask, conn, idle, halfclose, noread"}
+	case o.conns < 1 || o.pipeline < 1 || o.duration <= 0 || o.idle < 0 || *questions < 1:
+		return &usageError{"-c, -n, -pipeline and -d must be positive"}
 	case (o.req == "") != (o.resp == ""):
 		return &usageError{"-req and -resp go together"}
 	}
@@ -128,6 +134,24 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	if *compare {
 		return runCompare(ctx, o, strings.Split(*engines, ","), *zend, *svg, *asJSON, stdout, stderr)
+	}
+	if o.mode == "halfclose" || o.mode == "noread" {
+		var r *abuseResult
+		if o.mode == "halfclose" {
+			r, err = runHalfClose(ctx, o, *questions)
+		} else {
+			r, err = runNoRead(ctx, o)
+		}
+		if r != nil {
+			if *asJSON {
+				enc := json.NewEncoder(stdout)
+				enc.SetIndent("", "  ")
+				enc.Encode(r)
+			} else {
+				printAbuse(stdout, r)
+			}
+		}
+		return err
 	}
 	r, err := run(ctx, o)
 	if r != nil {
