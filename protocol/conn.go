@@ -123,8 +123,10 @@ func (s *Server) receive(c *conn, st *Settings) {
 	if n > 0 {
 		ss.Input(now, b[:n], st)
 	}
-	if !c.useBig && c.big != nil {
-		putBuf(c.big) // the session copied what it keeps
+	if c.big != nil && (!c.useBig || !ss.WantRead()) {
+		// The session copied what it keeps; a conversation that waits
+		// for its client to take answers holds no read buffer.
+		putBuf(c.big)
 		c.big = nil
 	}
 	switch {

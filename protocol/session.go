@@ -202,7 +202,7 @@ func (ss *session) frame(now int64, data []byte, st *Settings) {
 			break
 		}
 		if ss.out == nil {
-			ss.out = getBuf()
+			ss.out = getOut()
 		}
 		if len(ss.out) == 0 {
 			ss.written = now
@@ -393,7 +393,7 @@ func (ss *session) Tick(now int64, st *Settings) {
 		ans := ss.delayed
 		ss.delayed = nil
 		if ss.out == nil {
-			ss.out = getBuf()
+			ss.out = getOut()
 		}
 		if len(ss.out) == 0 {
 			ss.written = now
