@@ -251,18 +251,26 @@ func invokedPath(argv0 string) (string, error) {
 	return filepath.Abs(p)
 }
 
-// sanitizeEnv keeps what zend needs: its own ZEND_* settings, TZ, and a
-// fixed PATH; go-daemon's and zend's stage markers are dropped.
+// sanitizeEnv keeps what zend needs: its own ZEND_* settings, TZ, the Go
+// runtime's settings (goRuntimeVar), and a fixed PATH; go-daemon's and
+// zend's stage markers are dropped.
 func sanitizeEnv(environ []string) []string {
 	out := []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 	for _, kv := range environ {
 		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(k, "ZEND_") || k == "TZ" {
+		if strings.HasPrefix(k, "ZEND_") || k == "TZ" || goRuntimeVar[k] {
 			out = append(out, kv)
 		}
 	}
 	return out
 }
+
+// goRuntimeVar are the Go runtime's own settings, kept through the
+// daemonisation: an operator's GOMAXPROCS or GOMEMLIMIT (a container's
+// limits), GOGC, GODEBUG, GOTRACEBACK, and GORACE for a race-detector
+// build.
+var goRuntimeVar = map[string]bool{"GOMAXPROCS": true, "GOMEMLIMIT": true, "GOGC": true,
+	"GODEBUG": true, "GOTRACEBACK": true, "GORACE": true}
 
 // markInheritedCloexec marks every descriptor above 2 that is not
 // close-on-exec (so was inherited, not opened by Go) close-on-exec, except

@@ -151,7 +151,7 @@ func (c *container) waitActive(unit, not string) string {
 }
 
 func TestDebianPackageUnderSystemd(t *testing.T) {
-	needRoot(t)
+	needSystem(t, "the Debian package installed and run under systemd in a container (mmdebstrap, systemd-nspawn; about 4 minutes)")
 	deb := buildDeb(t)
 	port, port2 := freePort(t), freePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
@@ -335,6 +335,7 @@ func askOnceErr(addr, q string) error {
 // TestDebLintian runs lintian on the package: no error may stay
 // unexplained (explained ones are in packaging/deb/lintian-overrides).
 func TestDebLintian(t *testing.T) {
+	needSystem(t, "lintian on the Debian package built from this tree")
 	lintian := tool(t, "lintian", "/usr/bin/lintian")
 	deb := buildDeb(t)
 	out, errout, _ := runCmd(t, exec.Command(lintian, "--tag-display-limit", "0", deb))

@@ -26,26 +26,52 @@ import (
 var bin string
 
 func TestMain(m *testing.M) {
+	os.Exit(testMain(m))
+}
+
+// testMain builds the binaries under test, runs the tests, and fails the
+// run when a binary reported a data race.
+//
+// Under -race (which needs cgo) the binaries are built with the race
+// detector too, so the end-to-end tests run the daemon's own code under
+// it; each binary writes its reports to a file in raceDir (GORACE
+// log_path, which the daemon keeps through its daemonisation), whoever
+// it runs as. Otherwise they are static, as the Debian package ships
+// them: no dynamic loader or libc start-up in every in-zen1 exec.
+func testMain(m *testing.M) int {
 	dir, err := os.MkdirTemp("", "zend-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+		return 1
 	}
-	// Static binaries, as the Debian package ships: no dynamic loader or
-	// libc start-up in every in-zen1 exec.
-	cmd := exec.Command("go", "build", "-o", dir+string(os.PathSeparator), "zend/cmd/...")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	defer os.RemoveAll(dir)
+	raceDir := filepath.Join(dir, "race")
+	os.Mkdir(raceDir, 0o755)
+	os.Chmod(raceDir, 0o1777) // the binaries may run as nobody
+	args := []string{"build", "-o", dir + string(os.PathSeparator)}
+	env := append(os.Environ(), "CGO_ENABLED=0")
+	if raceBuild {
+		args = append(args, "-race")
+		env = append(os.Environ(), "CGO_ENABLED=1")
+		os.Setenv("GORACE", "log_path="+filepath.Join(raceDir, "report")+" halt_on_error=0")
+	}
+	cmd := exec.Command("go", append(args, "zend/cmd/...")...)
+	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build binaries:", err)
-		os.RemoveAll(dir)
-		os.Exit(1)
+		return 1
 	}
 	os.Chmod(dir, 0o755) // inetd runs the binaries as nobody
 	bin = dir
 	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	reports, _ := filepath.Glob(filepath.Join(raceDir, "report.*"))
+	for _, r := range reports {
+		b, _ := os.ReadFile(r)
+		fmt.Fprintf(os.Stderr, "a binary under test reported a data race (%s):\n%s\n", filepath.Base(r), b)
+		code = 1
+	}
+	return code
 }
 
 // proc is a running binary whose stderr is collected.

@@ -328,7 +328,7 @@ func (s *inetdSetup) report(t *testing.T, p *proc) {
 }
 
 func TestUnderInetd(t *testing.T) {
-	needRoot(t)
+	needSystem(t, "in-zen1 and in-zen2 under the real openbsd-inetd")
 	inetd := tool(t, "inetd", "/usr/sbin/inetd")
 	s := newInetdSetup(t, false)
 	p := start(t, inetd, nil, "-d", s.conf)
@@ -402,7 +402,7 @@ func waitFileMatch(t *testing.T, path, re string) []string {
 // served. The hosts files are bind-mounted over /etc in a private mount
 // namespace.
 func TestUnderTcpd(t *testing.T) {
-	needRoot(t)
+	needSystem(t, "tcpd's hosts.allow and hosts.deny in front of in-zen1, with /etc bind-mounted")
 	inetd := tool(t, "inetd", "/usr/sbin/inetd")
 	tool(t, "tcpd", "/usr/sbin/tcpd")
 	unshare := tool(t, "unshare", "/usr/bin/unshare")
@@ -438,7 +438,7 @@ func TestUnderTcpd(t *testing.T) {
 // TestUnderXinetd runs the shipped xinetd service files (paths, ports and
 // user rewritten) under the real xinetd.
 func TestUnderXinetd(t *testing.T) {
-	needRoot(t)
+	needSystem(t, "the shipped xinetd service files under the real xinetd")
 	xinetd := tool(t, "xinetd", os.Getenv("XINETD"), "/var/tmp/zend-ci/xinetd/root/usr/sbin/xinetd", "/usr/sbin/xinetd")
 	dir := shared(t)
 	logf := filepath.Join(dir, "in-zen.log")

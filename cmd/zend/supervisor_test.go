@@ -19,7 +19,7 @@ import (
 // TestUnderSupervisord runs the shipped [program:zend] (paths rewritten)
 // under the real supervisord.
 func TestUnderSupervisord(t *testing.T) {
-	needRoot(t)
+	needSystem(t, "the shipped [program:zend] under the real supervisord")
 	supervisord := tool(t, "supervisord", "/usr/bin/supervisord")
 	supervisorctl := tool(t, "supervisorctl", "/usr/bin/supervisorctl")
 	dir := shared(t)

@@ -29,10 +29,11 @@ type attacker struct {
 }
 
 // newAttacker creates a user with no home and no shell, removed (with every
-// process it still runs) when the test ends. It needs root.
+// process it still runs) when the test ends. Creating users changes the
+// machine: a system test.
 func newAttacker(t *testing.T) *attacker {
 	t.Helper()
-	needRoot(t)
+	needSystem(t, "attacks by a throwaway unprivileged user (useradd) on the daemon started as root")
 	b := make([]byte, 4)
 	rand.Read(b)
 	name := "zt" + hex.EncodeToString(b)
