@@ -473,3 +473,55 @@ func TestConfigFIFO(t *testing.T) {
 		t.Fatal("Load blocked on a FIFO")
 	}
 }
+
+// TestTooDeep: values nested past maxNesting are refused before the TOML
+// parser sees them (its time is quadratic in the depth), with the line;
+// brackets inside strings and comments do not count.
+func TestTooDeep(t *testing.T) {
+	deep := strings.Repeat("{b=", maxNesting+1)
+	tests := []struct {
+		name string
+		toml string
+		line int // 0: not too deep
+	}{
+		// Inline tables past the limit, on line 2.
+		{"inline tables", "[server]\na = " + deep, 2},
+		// Arrays past the limit.
+		{"arrays", "a = " + strings.Repeat("[", maxNesting+1), 1},
+		// A million levels: refused as fast as any other.
+		{"a million", "a = " + strings.Repeat("{b=", 1_000_000), 1},
+		// At the limit: the parser decides.
+		{"at the limit", "a = " + strings.Repeat("[", maxNesting), 0},
+		// Brackets in a basic string, with an escaped quote.
+		{"in a string", "[answers]\n\"Is it?\" = \"\\\"" + deep + "\\\" it is.\"\n", 0},
+		// In a literal and in multi-line strings, over several lines.
+		{"in other strings", "a = '" + deep + "'\nb = \"\"\"\n" + deep + "\n\"\"\"\nc = '''\n" + deep + "'''\nd = " + deep, 7},
+		// In a comment.
+		{"in a comment", "# " + deep + "\n", 0},
+		// The shipped configuration.
+		{"etc/zend.toml", string(mustRead(t, "../etc/zend.toml")), 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tooDeep([]byte(tt.toml), maxNesting); got != tt.line {
+				t.Fatalf("tooDeep = line %d, want %d", got, tt.line)
+			}
+		})
+	}
+	p := filepath.Join(t.TempDir(), "zend.toml")
+	os.WriteFile(p, []byte("a = "+strings.Repeat("{b=", 1_000_000)), 0o600)
+	_, err := Source{Path: p}.Load()
+	var ce *Error
+	if !errors.As(err, &ce) || ce.Source != p || ce.Line != 1 || !strings.Contains(ce.Msg, "nested") {
+		t.Fatalf("Load = %v, want the nesting refused at %s:1", err, p)
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

@@ -67,6 +67,9 @@ func Load(path string) (*Config, error) {
 	} else {
 		c.Path = path
 	}
+	if line := tooDeep(data, maxNesting); line > 0 {
+		return nil, &Error{Source: path, Line: line, Msg: fmt.Sprintf("values nested more than %d deep in [ and {: allowed is at most %d (zend's keys need 1)", maxNesting, maxNesting)}
+	}
 	md, err := toml.Decode(string(data), c)
 	if err != nil {
 		var pe toml.ParseError
@@ -256,6 +259,67 @@ func splitKey(s string) toml.Key {
 		s = strings.TrimSpace(s)
 	}
 	return k
+}
+
+// maxNesting bounds how deep arrays and inline tables may nest: the TOML
+// parser takes time quadratic in the depth ("a = {b={b={b=..." of 50,000
+// levels took minutes, and stalled FuzzLoad), and no key of zend's needs
+// more than one level.
+const maxNesting = 16
+
+// tooDeep returns the line where arrays and inline tables in data nest
+// deeper than limit, or 0. It skips strings and comments, so brackets in
+// an answer do not count; on malformed TOML it may miscount, but never
+// past a valid file's depth, and the parser reports the malformation.
+func tooDeep(data []byte, limit int) int {
+	depth, line := 0, 1
+	for i := 0; i < len(data); i++ {
+		switch c := data[i]; c {
+		case '\n':
+			line++
+		case '#':
+			for i+1 < len(data) && data[i+1] != '\n' {
+				i++
+			}
+		case '"', '\'':
+			triple := i+2 < len(data) && data[i+1] == c && data[i+2] == c
+			if triple {
+				i += 3
+			} else {
+				i++
+			}
+			for ; i < len(data); i++ {
+				switch {
+				case data[i] == '\\' && c == '"' && i+1 < len(data):
+					i++
+					if data[i] == '\n' {
+						line++
+					}
+				case data[i] == '\n':
+					if !triple {
+						i-- // an unterminated string: the parser says so
+						goto next
+					}
+					line++
+				case data[i] == c && (!triple || (i+2 < len(data) && data[i+1] == c && data[i+2] == c)):
+					if triple {
+						i += 2
+					}
+					goto next
+				}
+			}
+		case '[', '{':
+			if depth++; depth > limit {
+				return line
+			}
+		case ']', '}':
+			if depth > 0 {
+				depth--
+			}
+		}
+	next:
+	}
+	return 0
 }
 
 // maxConfig bounds a configuration file: 1,000 answers of 1 KiB and their
