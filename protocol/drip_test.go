@@ -1,6 +1,8 @@
 package protocol
 
 import (
+	"bufio"
+	"context"
 	"io"
 	"net"
 	"strings"
@@ -79,6 +81,31 @@ func TestProxyLikeQuestion(t *testing.T) {
 			got := make([]byte, len(UnknownAnswer))
 			if _, err := io.ReadFull(c, got); err != nil || string(got) != UnknownAnswer {
 				t.Fatalf("answer %q, %v; want %q at once", got, err, UnknownAnswer)
+			}
+		})
+	}
+}
+
+// TestDrainAfterNewline: a client that ends its question with a newline
+// (as nc sends it) is between questions: Shutdown finishes it at that
+// boundary instead of cutting it at the deadline, on every engine.
+func TestDrainAfterNewline(t *testing.T) {
+	for _, e := range engines {
+		t.Run(string(e.engine), func(t *testing.T) {
+			srv, addr := startServer(t, e.engine, e.workers, Settings{})
+			c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			r := bufio.NewReader(c)
+			ask(t, c, r, "Simple is better than?\n", "Complex.")
+			waitFor(t, func() bool { return srv.Stats().Open == 1 })
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			res, err := srv.Shutdown(ctx)
+			if err != nil || res.Cut != 0 || res.Finished != 1 {
+				t.Fatalf("Shutdown = %+v, %v; want it finished at its question boundary", res, err)
 			}
 		})
 	}

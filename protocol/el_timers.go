@@ -109,10 +109,16 @@ func (l *loop) beginDrain() {
 		l.dropListener(el)
 	}
 	l.draining = true
+	var all []*elConn
 	for p := phIdle; p < phEnded; p++ {
 		for c := l.lists[p].head; c != nil; c = c.next {
-			c.ss.Drain() // changes a deadline, never a phase
+			all = append(all, c)
 		}
+	}
+	st := l.s.settings.Load()
+	for _, c := range all {
+		c.ss.Drain() // may end a whitespace-only question: a boundary
+		l.sync(c, st, false)
 	}
 }
 

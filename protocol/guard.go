@@ -75,6 +75,11 @@ const maxProxyHeader = 16 + 4096
 // sent by a peer that is not trusted.
 var ErrProxyHeader = errors.New("bad PROXY header")
 
+// errV1TooLong is the error of 107 bytes starting "PROXY " with neither
+// a line's end nor a '?': not a header, and from a peer that is not a
+// trusted proxy, the start of a long question.
+var errV1TooLong = fmt.Errorf("%w: v1 header longer than 107 bytes", ErrProxyHeader)
+
 // splitProxyHeader looks at the first bytes of a connection. It returns
 // the header's length when buf starts with a whole one (n > 0), n == 0
 // when buf does not start with a header, and more when buf is the start
@@ -89,19 +94,22 @@ func splitProxyHeader(buf []byte) (n int, more bool, err error) {
 			return 0, true, nil
 		}
 		if sig[0] == 'P' {
-			i := bytes.Index(buf, []byte("\r\n"))
-			if q := bytes.IndexByte(buf, '?'); q >= 0 && (i < 0 || q < i) {
+			// Only the first 107 bytes (a v1 header's longest) decide,
+			// so the decision does not depend on how TCP split them.
+			head := buf[:min(len(buf), 107)]
+			i := bytes.Index(head, []byte("\r\n"))
+			if q := bytes.IndexByte(head, '?'); q >= 0 && (i < 0 || q < i) {
 				// A '?' before the line's end: a question that starts
 				// with "PROXY ", never a header (which has none).
 				return 0, false, nil
 			}
 			switch {
-			case i >= 0 && i+2 <= 107:
+			case i >= 0:
 				return i + 2, false, nil
-			case i < 0 && len(buf) < 107:
+			case len(buf) < 107:
 				return 0, true, nil
 			}
-			return 0, false, fmt.Errorf("%w: v1 header longer than 107 bytes", ErrProxyHeader)
+			return 0, false, errV1TooLong
 		}
 		if len(buf) < 16 {
 			return 0, true, nil

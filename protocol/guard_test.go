@@ -259,11 +259,20 @@ func FuzzProxyHeader(f *testing.F) {
 	f.Add([]byte("\r\n\r\n\x00\r\nQUIT\n\x20\x00\x00\x00"))
 	f.Add([]byte("Simple is better than?"))
 	f.Add([]byte("\r\nSimple is better than?"))
+	f.Add([]byte("PROXY " + strings.Repeat("a", 120) + "?"))
 	peer := netip.MustParseAddrPort("127.0.0.1:1")
 	f.Fuzz(func(t *testing.T, b []byte) {
 		n, more, err := splitProxyHeader(b)
 		if n < 0 || n > len(b) || (n > 0 && (more || err != nil)) {
 			t.Fatalf("splitProxyHeader(%q) = %d, %v, %v", b, n, more, err)
+		}
+		// However TCP splits the bytes, a decision taken on a prefix is
+		// the decision on the whole.
+		for k := 0; k < len(b); k++ {
+			pn, pmore, perr := splitProxyHeader(b[:k])
+			if !pmore && (more || pn != n || (perr == nil) != (err == nil)) {
+				t.Fatalf("splitProxyHeader(%q) = %d, %v, %v, but on its first %d bytes %d, %v", b, n, more, err, k, pn, perr)
+			}
 		}
 		if n > 0 {
 			if _, err := parseProxyHeader(b[:n], peer); err != nil && !strings.Contains(err.Error(), ErrProxyHeader.Error()) {

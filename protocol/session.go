@@ -242,6 +242,9 @@ func (ss *session) proxyInput(now int64, data []byte, st *Settings) {
 		ss.q, ss.qStart = true, now
 	}
 	n, more, err := splitProxyHeader(ss.in)
+	if err == errV1TooLong && ss.proxy == proxyCheck {
+		err = nil // no header: a question that starts with "PROXY "
+	}
 	switch {
 	case err != nil:
 		ss.refuse(proxyRefusal(err))
@@ -286,6 +289,7 @@ func (ss *session) Wrote(now int64, n int, st *Settings) {
 	if len(ss.out) == 0 {
 		putBuf(ss.out)
 		ss.out = nil
+		ss.idle = now // idle from when the client has its answers
 		if !ss.stopping && len(ss.in) > 0 && !ss.q {
 			ss.frame(now, ss.in, st)
 		}
@@ -482,9 +486,17 @@ func (ss *session) settle() {
 		ss.ph = phWriting
 	case ss.delayed != nil:
 		ss.ph = phDelayed
-	case ss.q:
+	case ss.q && !ss.boundary():
 		ss.ph = phQuestion
 	default:
 		ss.ph = phIdle
 	}
+}
+
+// boundary reports whether a begun question is only whitespace while the
+// server drains: no question is lost by ending there (a client that sends
+// "?\n" is between questions), though the question timeout would apply
+// otherwise.
+func (ss *session) boundary() bool {
+	return ss.draining && len(ss.in) == 0 && ss.proxy == 0
 }

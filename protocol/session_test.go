@@ -140,6 +140,20 @@ func TestSession(t *testing.T) {
 		// A question in progress is finished during the drain.
 		{name: "drain mid-question", ops: []op{{in: "Simple is"}, {drain: true}, {at: time.Second, tick: true}, {at: time.Second, in: " better than?"}, {at: time.Second + drainPoll, tick: true}},
 			want: "Complex.", end: endDrained},
+		// A newline after the last answer (as nc sends it) is not a
+		// question in progress: the drain ends the conversation there
+		// (seen: it was cut at the drain's deadline).
+		{name: "drain after a newline", ops: []op{{in: "Simple is better than?\n"}, {drain: true}, {at: drainPoll, tick: true}},
+			want: "Complex.", end: endDrained},
+		// Spaces that arrive during the drain do not hold it either.
+		{name: "drain then spaces", ops: []op{{in: "?"}, {drain: true}, {at: drainPoll / 2, in: "  "}, {at: drainPoll, tick: true}},
+			want: unknown, end: endDrained},
+		// Idle counts from when the client has taken its answers, not
+		// from when they were framed (seen: a slow reader that had just
+		// taken its answers was closed as idle at once).
+		{name: "idle after a slow delivery", slow: true, ops: []op{
+			{in: "??"}, {at: it + time.Second, take: -1}, {at: it + time.Second, tick: true, check: inPhase(phIdle)}, {at: 2*it + time.Second, tick: true}},
+			want: unknown + unknown, end: endIdle},
 		// The drain's deadline cuts what is left, naming the question.
 		{name: "kill", ops: []op{{in: "Simple is"}, {drain: true}, {kill: true}},
 			end: endCut, detail: `"Simple is"`},
@@ -179,6 +193,20 @@ func TestSession(t *testing.T) {
 		// A question that starts like a header is a question.
 		{name: "proxy-like question", peer: "203.0.113.5:4000", st: trustLocal, ops: []op{{in: "PROXY is?"}, {eof: true}},
 			want: unknown, end: endEOF},
+		// A long question starting "PROXY " from a peer that is not a
+		// trusted proxy is answered however TCP splits it (seen: refused
+		// as an overlong header when its '?' came in a later segment).
+		{name: "long proxy-like question split", peer: "203.0.113.5:4000", st: trustLocal, ops: []op{
+			{in: "PROXY " + strings.Repeat("a", 120)}, {in: "?"}, {eof: true}},
+			want: unknown, end: endEOF},
+		// From a trusted proxy the same bytes are a malformed header,
+		// whole or split.
+		{name: "long proxy-like line from the proxy", st: trustLocal, ops: []op{
+			{in: "PROXY " + strings.Repeat("a", 120)}, {in: "?"}},
+			end: endRefused},
+		{name: "long proxy-like line from the proxy, whole", st: trustLocal, ops: []op{
+			{in: "PROXY " + strings.Repeat("a", 120) + "?"}},
+			end: endRefused},
 		// [access] refuses before a byte is read.
 		{name: "denied", st: func(st *Settings) {
 			st.Access = &Access{Deny: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}}
