@@ -396,9 +396,10 @@ func TestReloadStorm(t *testing.T) {
 			}
 			for i := 0; i < 100; i++ {
 				p.cmd.Process.Signal(syscall.SIGHUP)
-				time.Sleep(10 * time.Millisecond)
+				time.Sleep(10 * time.Millisecond) // the storm's pace: the scenario, not a wait
 			}
-			time.Sleep(200 * time.Millisecond)
+			p.waitLog(t, `msg="configuration reloaded"`)
+			time.Sleep(200 * time.Millisecond) // clients go on asking after the storm: the scenario
 			close(stop)
 			wg.Wait()
 			t.Logf("%s: %d questions during 100 reloads, %d failed", engine, asked.Load(), failed.Load())
