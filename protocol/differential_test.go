@@ -140,7 +140,10 @@ func play(t *testing.T, addr string, lb *logBuffer, s stream) outcome {
 	}
 	<-done
 	var ending string
-	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("no ending logged for client %s within 10 s; log:\n%s", me, lb.String())
+		}
 		for _, line := range strings.Split(lb.String(), "\n") {
 			if strings.Contains(line, "client="+me) || strings.Contains(line, "client=\""+me) {
 				if m := endingRx.FindStringSubmatch(line); m != nil {

@@ -341,7 +341,8 @@ func TestIdleClientsDoNotBlock(t *testing.T) {
 	}
 }
 
-// waitFor polls cond for up to 10 s.
+// waitFor polls cond for up to 10 s, and fails the test if it does not
+// hold by then.
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
 	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
@@ -491,10 +492,17 @@ func TestShutdownDrains(t *testing.T) {
 			partial := dial(t, addr)
 			concurrent := e.engine == EngineGoroutine || e.engine == EngineEventLoop
 			if concurrent {
-				io.WriteString(partial, "Simple is")
+				// A whole question, then the start of the next in the
+				// same segment: once the first is looked up, the server
+				// has read the second's start too.
+				io.WriteString(partial, "Readability counts?Simple is")
 			}
-			waitFor(t, func() bool { return srv.Stats().Open >= int64(clients) })
-			time.Sleep(50 * time.Millisecond) // the questions are being answered
+			// Asked means read: every question is looked up (and counted)
+			// when read, before its answer_delay.
+			waitFor(t, func() bool {
+				m := srv.Metrics()
+				return m.Answers["Ugly."] == uint64(clients) && (!concurrent || m.Unknown == 1)
+			})
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			done := make(chan DrainResult, 1)
@@ -506,10 +514,11 @@ func TestShutdownDrains(t *testing.T) {
 				done <- res
 			}()
 			if concurrent {
-				time.Sleep(50 * time.Millisecond)
+				waitFor(t, srv.draining.Load) // the rest comes during the drain
 				io.WriteString(partial, " better than?")
-				got := make([]byte, len("Complex."))
-				if _, err := io.ReadFull(partial, got); err != nil || string(got) != "Complex." {
+				want := UnknownAnswer + "Complex."
+				got := make([]byte, len(want))
+				if _, err := io.ReadFull(partial, got); err != nil || string(got) != want {
 					t.Errorf("question finished during the drain: %q, %v", got, err)
 				}
 			}
@@ -540,9 +549,9 @@ func TestShutdownDeadlineCuts(t *testing.T) {
 func testShutdownDeadlineCuts(t *testing.T, e Engine) {
 	srv, addr := startServer(t, e, 0, Settings{})
 	c := dial(t, addr)
-	io.WriteString(c, "Never finished") // never sends its '?'
-	waitFor(t, func() bool { return srv.Stats().Open == 1 })
-	time.Sleep(20 * time.Millisecond)
+	// A question answered, then one that never sends its '?', in the
+	// same segment: once the answer comes the server has read both.
+	ask(t, c, bufio.NewReader(c), "Beautiful is better than?Never finished", "Ugly.")
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	res, err := srv.Shutdown(ctx)

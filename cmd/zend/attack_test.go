@@ -94,27 +94,64 @@ func cpuTime(pid int) time.Duration {
 	return time.Duration(ut+sy) * 10 * time.Millisecond
 }
 
+// probeLatencies runs n conversations of a well-behaved client, one every
+// pause, and returns their durations sorted.
+func probeLatencies(t *testing.T, addr string, n int, pause time.Duration) []time.Duration {
+	t.Helper()
+	took := make([]time.Duration, 0, n)
+	for i := 0; i < n; i++ {
+		took = append(took, conversationTime(t, addr))
+		time.Sleep(pause) // spreads the probes over the attack: not a wait
+	}
+	slices.Sort(took)
+	return took
+}
+
+// p90 is the 90th percentile of sorted durations.
+func p90(sorted []time.Duration) time.Duration {
+	return sorted[(len(sorted)*9+9)/10-1]
+}
+
 // TestSlowloris: thousands of connections dripping a byte every second
-// plus thousands idle; a well-behaved client is still served within
-// 100 ms, and the drippers are cut at limits.question_timeout.
+// plus thousands idle; a well-behaved client is still served about as
+// fast as without them, and the drippers are cut at
+// limits.question_timeout.
+//
+// "As fast" is measured, not assumed: the same probes run against the
+// same zend before the attack give the machine's own latency (slower
+// under -race or on a busy machine). Under attack the p90 may be 10 times
+// that, plus twice the time the attack's clients take to send one round
+// of drips: zend must do that round's reads too (after the clients wrote
+// them), and a probe arriving then waits for them. A zend that served the probe only after the drippers
+// (or their question_timeout) is off by a second or more.
 func TestSlowloris(t *testing.T) {
 	for _, engine := range concurrentEngines {
 		t.Run(engine, func(t *testing.T) {
-			p, addr := startZend(t, nil, "-engine", engine, "-set", "limits.question_timeout=3s")
+			const questionTimeout = 3 * time.Second
+			p, addr := startZend(t, nil, "-engine", engine, "-set", "limits.question_timeout="+questionTimeout.String())
+			const probes, pause = 10, 150 * time.Millisecond
+			conversationTime(t, addr) // warm up
+			base := probeLatencies(t, addr, probes, pause)
 			const drippers, idlers = 2000, 2000
 			drip := holdConns(t, addr, drippers)
 			holdConns(t, addr, idlers)
 			stop := make(chan struct{})
 			var wg sync.WaitGroup
+			var roundMax atomic.Int64 // the longest round of drips, ns
+			dripping := time.Now()
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				tick := time.NewTicker(time.Second)
 				defer tick.Stop()
 				for {
+					r0 := time.Now()
 					for _, c := range drip {
 						c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
 						c.Write([]byte("x"))
+					}
+					if d := int64(time.Since(r0)); d > roundMax.Load() {
+						roundMax.Store(d)
 					}
 					select {
 					case <-stop:
@@ -123,30 +160,34 @@ func TestSlowloris(t *testing.T) {
 					}
 				}
 			}()
-			var took []time.Duration
-			for i := 0; i < 10; i++ {
-				took = append(took, conversationTime(t, addr))
-				time.Sleep(150 * time.Millisecond)
+			defer func() { close(stop); wg.Wait() }()
+			took := probeLatencies(t, addr, probes, pause)
+			round := time.Duration(roundMax.Load())
+			limit := 10*p90(base) + 2*round
+			t.Logf("%s: probe conversations alone: median %v, p90 %v, max %v", engine, base[probes/2], p90(base), base[probes-1])
+			t.Logf("%s: while %d drip (a round of drips takes up to %v) and %d idle: median %v, p90 %v, max %v; limit for p90 %v; zend RSS %d KiB",
+				engine, drippers, round, idlers, took[probes/2], p90(took), took[probes-1], limit, rssKB(t, p.cmd.Process.Pid))
+			if p90(took) > limit {
+				t.Errorf("well-behaved conversations took %v (p90) under attack, over 10 x %v (p90 alone) + 2 x %v (a round of drips)", p90(took), p90(base), round)
 			}
-			slices.Sort(took)
-			t.Logf("%s: probe conversations while %d drip and %d idle: median %v, p90 %v, max %v; zend RSS %d KiB",
-				engine, drippers, idlers, took[5], took[8], took[9], rssKB(t, p.cmd.Process.Pid))
-			if took[8] > 100*time.Millisecond {
-				t.Errorf("well-behaved conversations took %v (p90), want under 100 ms", took[8])
-			}
-			// Cut at question_timeout (3 s): by 5 s every dripper is closed.
-			time.Sleep(2 * time.Second)
-			close(stop)
-			wg.Wait()
-			closed := 0
+			// Cut at question_timeout: every dripper is closed while
+			// still dripping. The wait is generous, since only the
+			// cut matters, not its promptness.
+			end := dripping.Add(questionTimeout + 30*time.Second)
+			closed, open := 0, 0
 			for _, c := range drip {
-				c.SetReadDeadline(time.Now().Add(2 * time.Second))
-				if _, err := c.Read(make([]byte, 1)); err != nil && !isNetTimeout(err) {
+				c.SetReadDeadline(end)
+				_, err := c.Read(make([]byte, 1))
+				switch {
+				case err != nil && !isNetTimeout(err):
 					closed++
+				case err != nil:
+					open++
 				}
 			}
+			t.Logf("%s: drippers closed after %v (question_timeout %v)", engine, time.Since(dripping).Round(time.Millisecond), questionTimeout)
 			if closed != drippers {
-				t.Errorf("%d of %d slow-drip connections cut after question_timeout", closed, drippers)
+				t.Errorf("%d of %d slow-drip connections cut after question_timeout (%d still open %v after the first drip)", closed, drippers, open, time.Since(dripping).Round(time.Second))
 			}
 		})
 	}
@@ -157,37 +198,88 @@ func isNetTimeout(err error) bool {
 	return ok && ne.Timeout()
 }
 
+// Per-connection memory that zend's design allows a held conversation
+// (protocol: a conversation holds at most one pooled read buffer and the
+// answers waiting to be written), and what a conversation costs besides.
+const (
+	readBufferKiB = 16 // one read
+	answersKiB    = 33 // answers waiting, at most
+	fixedConnKiB  = 16 // goroutine stack or event-loop state, conn, session, socket bookkeeping
+	designConnKiB = readBufferKiB + answersKiB + fixedConnKiB
+)
+
+// raceMemFactor is how much more memory the race detector makes a Go
+// program use (its documentation says 5 to 10 times).
+func raceMemFactor() int {
+	if raceBuild {
+		return 10
+	}
+	return 1
+}
+
 // TestFlood: more clients than limits.max_connections; zend stays up
 // within its memory bound, stops accepting, and serves a new client as
 // soon as slots free.
+//
+// The memory bound is relative: zend's RSS after it served one client is
+// the baseline, and the growth over it with the connections held may be
+// at most what the design allows each (designConnKiB, times the race
+// detector's overhead when zend runs under it). The clients waiting in
+// the kernel's backlog cost zend nothing.
 func TestFlood(t *testing.T) {
 	for _, engine := range concurrentEngines {
 		t.Run(engine, func(t *testing.T) {
-			p, addr := startZend(t, nil, "-engine", engine, "-set", "limits.max_connections=300")
+			const maxConns, floodN, repeat = 300, 1500, 40
+			p, addr := startZend(t, nil, "-engine", engine, "-set", fmt.Sprintf("limits.max_connections=%d", maxConns))
 			pid := p.cmd.Process.Pid
-			flood := holdConns(t, addr, 1500) // the kernel's backlog holds the rest
+			var base []time.Duration
+			for i := 0; i < 5; i++ {
+				base = append(base, conversationTime(t, addr))
+			}
+			rss0 := rssKB(t, pid)
+			flood := holdConns(t, addr, floodN) // the kernel's backlog holds the rest
 			p.waitLog(t, `max_connections reached, not accepting`)
-			// Each of the 300 held connections asks a question whose
-			// answer is never read past the socket buffers.
-			for _, c := range flood[:300] {
-				c.Write([]byte(strings.Repeat("Simple is better than?", 40)))
+			// Every client asks questions. The accepted ones (which need
+			// not be the first maxConns dialled) are answered, and the
+			// answers are read once zend has written them all, so it has
+			// read every question; the rest wait in the backlog.
+			q := []byte(strings.Repeat("Simple is better than?", repeat))
+			want := []byte(strings.Repeat("Complex.", repeat))
+			var answered atomic.Int64
+			for _, c := range flood {
+				c.Write(q)
+				go func() {
+					c.SetReadDeadline(time.Now().Add(60 * time.Second))
+					got := make([]byte, len(want))
+					if _, err := io.ReadFull(c, got); err == nil && string(got) == string(want) {
+						answered.Add(1)
+					}
+				}()
 			}
-			time.Sleep(500 * time.Millisecond)
+			waitUntil(t, 30*time.Second, "the held connections answered", func() (bool, string) {
+				n := answered.Load()
+				return n == maxConns, fmt.Sprintf("%d of %d answered", n, maxConns)
+			})
 			rss := rssKB(t, pid)
-			t.Logf("%s: RSS %d KiB with 300 served and 1200 waiting in the backlog", engine, rss)
-			if rss > 64*1024 {
-				t.Errorf("RSS %d KiB under a flood, over the 64 MiB bound for 300 connections", rss)
+			perConn := (rss - rss0) / maxConns
+			bound := designConnKiB * raceMemFactor()
+			t.Logf("%s: RSS %d KiB after one client, %d KiB with %d served (%d answered) and %d waiting in the backlog: %d KiB per connection (bound %d KiB)",
+				engine, rss0, rss, maxConns, answered.Load(), floodN-maxConns, perConn, bound)
+			if perConn > bound {
+				t.Errorf("RSS grew %d KiB per held connection under a flood, over the %d KiB a connection may cost", perConn, bound)
 			}
-			// Full: a new client waits...
+			// Full: a new client waits, for as long as 50 of the slowest
+			// conversation this machine had before the flood...
 			c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer c.Close()
 			io.WriteString(c, "Explicit is better than?")
-			c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+			window := 50 * slices.Max(base)
+			c.SetReadDeadline(time.Now().Add(window))
 			if n, _ := c.Read(make([]byte, 9)); n > 0 {
-				t.Fatal("answered above max_connections")
+				t.Fatalf("answered above max_connections (waited up to %v)", window)
 			}
 			// ... and is served once the flood leaves.
 			for _, f := range flood {
@@ -205,11 +297,22 @@ func TestFlood(t *testing.T) {
 
 // TestFDExhaustion: with its open-file limit lowered under it, zend backs
 // off on EMFILE instead of spinning, and recovers when fds free up.
+//
+// Spinning is judged against the same zend idle: its CPU time over the
+// same window before the attack, as the baseline. Out of fds it may use 3
+// times that, plus a twentieth of the window (5% of one core); a busy
+// accept loop takes all of a core, or a third of one on a busy 2-core
+// machine.
 func TestFDExhaustion(t *testing.T) {
 	for _, engine := range concurrentEngines {
 		t.Run(engine, func(t *testing.T) {
+			const window = 2 * time.Second
 			p, addr := startZend(t, nil, "-engine", engine)
 			pid := p.cmd.Process.Pid
+			askOnce(t, addr, "Simple is better than?")
+			cpu0 := cpuTime(pid)
+			time.Sleep(window) // the measurement window, not a wait
+			idle := cpuTime(pid) - cpu0
 			var old unix.Rlimit
 			low := unix.Rlimit{Cur: 48, Max: 20000}
 			if err := prlimitNoFile(pid, &low, &old); err != nil {
@@ -217,12 +320,13 @@ func TestFDExhaustion(t *testing.T) {
 			}
 			conns := holdConns(t, addr, 200) // far more than 48 fds
 			p.waitLog(t, `accept error, backing off.*too many open files`)
-			cpu0 := cpuTime(pid)
-			time.Sleep(2 * time.Second)
+			cpu0 = cpuTime(pid)
+			time.Sleep(window) // the measurement window, not a wait
 			used := cpuTime(pid) - cpu0
-			t.Logf("%s: CPU time over 2 s out of file descriptors: %v", engine, used)
-			if used > 300*time.Millisecond {
-				t.Errorf("zend used %v of CPU in 2 s while out of fds: a busy loop", used)
+			limit := 3*idle + window/20
+			t.Logf("%s: CPU time over %v: %v idle, %v out of file descriptors (limit %v)", engine, window, idle, used, limit)
+			if used > limit {
+				t.Errorf("zend used %v of CPU in %v while out of fds, %v idle: a busy loop", used, window, idle)
 			}
 			prlimitNoFile(pid, &old, nil)
 			for _, c := range conns {
@@ -292,9 +396,10 @@ func TestReloadStorm(t *testing.T) {
 			}
 			for i := 0; i < 100; i++ {
 				p.cmd.Process.Signal(syscall.SIGHUP)
-				time.Sleep(10 * time.Millisecond)
+				time.Sleep(10 * time.Millisecond) // the storm's pace: the scenario, not a wait
 			}
-			time.Sleep(200 * time.Millisecond)
+			p.waitLog(t, `msg="configuration reloaded"`)
+			time.Sleep(200 * time.Millisecond) // clients go on asking after the storm: the scenario
 			close(stop)
 			wg.Wait()
 			t.Logf("%s: %d questions during 100 reloads, %d failed", engine, asked.Load(), failed.Load())
@@ -351,50 +456,119 @@ func TestLogDiskFull(t *testing.T) {
 	_ = fmt.Sprint
 }
 
-// TestConnectBurst: 10,000 clients connecting at once do not stall on the
-// accept queue: zend listens with the system's maximum backlog, so no SYN
-// is dropped (a dropped one would cost its client a 1 s retransmission).
-func TestConnectBurst(t *testing.T) {
-	for _, engine := range concurrentEngines {
-		t.Run(engine, func(t *testing.T) {
-			addr := freeAddr(t)
-			start(t, "zend", nil, "-listen", addr, "-engine", engine, "-set", "log.level=warn", "run")
-			waitDial(t, addr)
-			const n = 10000
-			var slowest atomic.Int64
-			conns := make([]net.Conn, n)
-			var wg sync.WaitGroup
-			var failed atomic.Int64
-			t0 := time.Now()
-			for i := 0; i < n; i++ {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					s := time.Now()
-					c, err := net.DialTimeout("tcp", addr, 10*time.Second)
-					if err != nil {
-						failed.Add(1)
-						return
-					}
-					conns[i] = c
-					if d := int64(time.Since(s)); d > slowest.Load() {
-						slowest.Store(d)
-					}
-				}()
+// burstResult is what a burst of connects saw.
+type burstResult struct {
+	took       time.Duration // the whole burst
+	slowest    time.Duration // the slowest connect
+	retrans    int           // connects whose SYN was sent again
+	retransMin time.Duration // the fastest of those
+	failed     int
+}
+
+// connectBurst opens n connections to addr at once and closes them.
+func connectBurst(t *testing.T, addr string, n int) burstResult {
+	t.Helper()
+	var mu sync.Mutex
+	var r burstResult
+	var wg sync.WaitGroup
+	conns := make([]net.Conn, n)
+	t0 := time.Now()
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s := time.Now()
+			c, err := net.DialTimeout("tcp", addr, 30*time.Second)
+			d := time.Since(s)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				r.failed++
+				return
 			}
-			wg.Wait()
-			took := time.Since(t0)
-			for _, c := range conns {
-				if c != nil {
-					c.Close()
+			conns[i] = c
+			r.slowest = max(r.slowest, d)
+			if synRetransmitted(c) {
+				r.retrans++
+				if r.retransMin == 0 || d < r.retransMin {
+					r.retransMin = d
 				}
 			}
-			t.Logf("%s: %d connects at once in %v, slowest %v, %d failed", engine, n, took.Round(time.Millisecond), time.Duration(slowest.Load()).Round(time.Millisecond), failed.Load())
-			if failed.Load() > 0 {
-				t.Fatalf("%d of %d connects failed", failed.Load(), n)
+		}()
+	}
+	wg.Wait()
+	r.took = time.Since(t0)
+	for _, c := range conns {
+		if c != nil {
+			c.Close()
+		}
+	}
+	return r
+}
+
+// synRetransmitted reports whether the kernel sent c's SYN more than once
+// (nothing else was sent on c yet): the listener dropped the first.
+func synRetransmitted(c net.Conn) bool {
+	rc, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		return false
+	}
+	var info *unix.TCPInfo
+	rc.Control(func(fd uintptr) { info, _ = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) })
+	return info != nil && info.Total_retrans > 0
+}
+
+func (r burstResult) String() string {
+	s := fmt.Sprintf("in %v, slowest %v, %d failed, %d SYNs sent again", r.took.Round(time.Millisecond), r.slowest.Round(time.Millisecond), r.failed, r.retrans)
+	if r.retrans > 0 {
+		s += fmt.Sprintf(" (those connects took %v or more)", r.retransMin.Round(time.Millisecond))
+	}
+	return s
+}
+
+// TestConnectBurst: as many clients as the system's backlog allows
+// (net.core.somaxconn, at most 10,000) connecting at once do not stall on
+// the accept queue: zend listens with that backlog, so no SYN is dropped
+// however slowly it accepts. A dropped SYN costs its client a
+// retransmission a second later.
+//
+// The baseline is the same burst against zend with a backlog of 16, on
+// which some SYNs are dropped: it shows what a drop costs a client on
+// this machine, and that the test sees drops. A drop is seen exactly, in
+// the client socket's retransmission count (TCP_INFO), rather than
+// guessed from how long a connect took: on a busy machine a burst takes
+// over a second without any drop.
+func TestConnectBurst(t *testing.T) {
+	n := 10000
+	if b, err := os.ReadFile("/proc/sys/net/core/somaxconn"); err == nil {
+		if v, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && v < n {
+			n = v
+		}
+	}
+	for _, engine := range concurrentEngines {
+		t.Run(engine, func(t *testing.T) {
+			burst := func(backlog int) burstResult {
+				addr := freeAddr(t)
+				p := start(t, "zend", nil, "-listen", addr, "-engine", engine, "-set", "log.level=warn", "-set", fmt.Sprintf("server.backlog=%d", backlog), "run")
+				waitDial(t, addr)
+				r := connectBurst(t, addr, n)
+				p.cmd.Process.Signal(syscall.SIGTERM)
+				p.wait(t, 10*time.Second)
+				return r
 			}
-			if time.Duration(slowest.Load()) >= time.Second {
-				t.Errorf("a connect took %v: a SYN was dropped from a full accept queue", time.Duration(slowest.Load()))
+			got := burst(0) // 0: the system's maximum, zend's default
+			t.Logf("%s: %d connects at once with zend's backlog: %v", engine, n, got)
+			base := burst(16)
+			t.Logf("%s: %d connects at once with a backlog of 16: %v", engine, n, base)
+			if got.failed > 0 {
+				t.Fatalf("%d of %d connects failed", got.failed, n)
+			}
+			if got.retrans > 0 {
+				t.Errorf("%d connects had their SYN dropped from a full accept queue (the slowest took %v; with a backlog of 16, %d did, taking %v or more)",
+					got.retrans, got.slowest, base.retrans, base.retransMin)
+			}
+			if base.retrans == 0 {
+				t.Errorf("no SYN was dropped with a backlog of 16 either: the test cannot tell a dropped SYN (burst %v)", base)
 			}
 		})
 	}

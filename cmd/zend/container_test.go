@@ -280,10 +280,10 @@ func TestDebianPackageUnderSystemd(t *testing.T) {
 	client(t, addr) // activates zend.service
 	c.waitActive("zend.service", "")
 	ld = startLoad(4, func() error { return askOnceErr(addr, "Simple is better than?") })
-	time.Sleep(200 * time.Millisecond)
+	ld.waitMore(t, 20)
 	c.must("systemctl", "restart", "zend.service")
 	c.waitActive("zend.service", "")
-	time.Sleep(200 * time.Millisecond)
+	ld.waitMore(t, 20)
 	asked, refused, _ = ld.halt()
 	if refused != 0 {
 		t.Errorf("%d of %d conversations failed across a restart with socket activation", refused, asked)

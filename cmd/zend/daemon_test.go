@@ -388,11 +388,12 @@ func TestStartFailures(t *testing.T) {
 			if code != 1 || !strings.Contains(errout, tt.want) {
 				t.Fatalf("exit %d, stderr %q; want 1 and %q", code, errout, tt.want)
 			}
-			// Nothing left behind: no process, no pidfile.
-			time.Sleep(50 * time.Millisecond)
-			if pids := processesWith(d.cfg); len(pids) > 0 {
-				t.Errorf("processes left behind: %v", pids)
-			}
+			// Nothing left behind: no process (one may still be exiting),
+			// no pidfile.
+			waitUntil(t, 10*time.Second, "no process left behind", func() (bool, string) {
+				pids := processesWith(d.cfg)
+				return len(pids) == 0, fmt.Sprintf("processes %v", pids)
+			})
 			if _, err := os.Stat(d.pidfile); !os.IsNotExist(err) {
 				t.Errorf("pidfile left behind")
 			}
@@ -415,9 +416,10 @@ func TestStartTwiceAndStalePidfile(t *testing.T) {
 	}
 	// kill -9 leaves a stale pidfile: status 1, then start takes it over.
 	syscall.Kill(pid, syscall.SIGKILL)
-	for end := time.Now().Add(10 * time.Second); time.Now().Before(end) && len(processesWith(d.cfg)) > 0; {
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitUntil(t, 10*time.Second, "the killed daemon gone", func() (bool, string) {
+		pids := processesWith(d.cfg)
+		return len(pids) == 0, fmt.Sprintf("processes %v", pids)
+	})
 	out, _, code = d.zend(t, nil, "status")
 	if code != 1 || !strings.Contains(out, "dead") {
 		t.Fatalf("status after kill -9: exit %d %q, want 1", code, out)
@@ -532,7 +534,8 @@ func TestStopUnderLoad(t *testing.T) {
 }
 
 func testStopUnderLoad(t *testing.T, engine string) {
-	d := newDaemonEnv(t, "[server]\nengine = \""+engine+"\"\nanswer_delay = \"300ms\"\n")
+	maddr := freeAddr(t)
+	d := newDaemonEnv(t, "[server]\nengine = \""+engine+"\"\nanswer_delay = \"300ms\"\n[metrics]\nlisten = \""+maddr+"\"\n")
 	d.start(t)
 	const clients = 100
 	conns := make([]net.Conn, clients)
@@ -546,11 +549,10 @@ func testStopUnderLoad(t *testing.T, engine string) {
 		io.WriteString(c, "Explicit is better than?Simple is better than?")
 		conns[i] = c
 	}
-	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
-		if strings.Count(d.readLog(), "msg=accepted") >= clients {
-			break
-		}
-	}
+	// Asked means read: zend counts a question when it reads it, before
+	// its answer_delay. Each client's two questions came in one segment,
+	// so once the first is counted the second is read too.
+	waitAnswersCounted(t, maddr, "Implicit.", clients)
 	stopped := make(chan int, 1)
 	go func() { _, _, code := d.zend(t, nil, "stop"); stopped <- code }()
 	var wg sync.WaitGroup

@@ -679,6 +679,27 @@ func startLoad(n int, converse func() error) *load {
 	return l
 }
 
+// waitMore waits until n more conversations have run, so a step of a
+// test happens under load that is running, not merely started.
+func (l *load) waitMore(t *testing.T, n int64) {
+	t.Helper()
+	target := l.asked.Load() + n
+	waitUntil(t, 20*time.Second, fmt.Sprintf("%d more conversations", n), func() (bool, string) {
+		a := l.asked.Load()
+		return a >= target, fmt.Sprintf("%d of %d conversations, %d failed", a, target, l.failed.Load())
+	})
+}
+
+// waitExit waits up to d for the process pid to be gone (or a zombie),
+// and fails the test if it is not.
+func waitExit(t *testing.T, pid int, d time.Duration) {
+	t.Helper()
+	waitUntil(t, d, fmt.Sprintf("pid %d to exit", pid), func() (bool, string) {
+		st := procStat(pid)
+		return st == nil || st[0] == "Z", fmt.Sprintf("state %v", st)
+	})
+}
+
 // halt stops the clients and returns how many conversations ran and
 // failed, and the failures.
 func (l *load) halt() (asked, failed int64, errs []string) {

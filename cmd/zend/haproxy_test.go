@@ -118,17 +118,17 @@ func TestHAProxyFailover(t *testing.T) {
 
 	// Load: clients asking the three questions on new connections.
 	ld := startLoad(8, func() error { return askThree(front) })
-	time.Sleep(time.Second)
+	ld.waitMore(t, 40)
 	before := ld.failed.Load()
 	procs["b"].cmd.Process.Signal(syscall.SIGKILL)
 	killed := time.Now()
 	allUp(2) // HAProxy marks it down
 	markedDown := time.Since(killed)
-	time.Sleep(time.Second)
+	ld.waitMore(t, 40) // served by the two left
 	during := ld.failed.Load() - before
 	startInstance("b")
 	allUp(3) // it rejoins
-	time.Sleep(500 * time.Millisecond)
+	procs["b"].waitLog(t, `msg=accepted`)
 	asked, failed, failures := ld.halt()
 	t.Logf("%d conversations through HAProxy; kill -9 of one of three instances: marked down after %v, %d conversations failed during the fail-over (%v)",
 		asked, markedDown.Round(time.Millisecond), during, failures)

@@ -234,6 +234,36 @@ func askFresh(addr, q, want string) error {
 	return nil
 }
 
+// answersCounted scrapes the metrics on maddr and returns how many
+// questions zend answered with answer: zend counts a question when it
+// reads it, before any answer_delay, so this tells what it has read.
+func answersCounted(maddr, answer string) (int, error) {
+	resp, err := http.Get("http://" + maddr + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	m := regexp.MustCompile(`(?m)^zend_answers_total\{answer="` + regexp.QuoteMeta(answer) + `"\} (\d+)$`).FindSubmatch(b)
+	if m == nil {
+		return 0, nil
+	}
+	return strconv.Atoi(string(m[1]))
+}
+
+// waitAnswersCounted waits until zend on maddr has read n questions
+// answered with answer.
+func waitAnswersCounted(t *testing.T, maddr, answer string, n int) {
+	t.Helper()
+	waitUntil(t, 20*time.Second, fmt.Sprintf("%d questions answered %q read", n, answer), func() (bool, string) {
+		got, err := answersCounted(maddr, answer)
+		return got >= n, fmt.Sprintf("%d (%v)", got, err)
+	})
+}
+
 // waitUntil polls cond until it holds twice in a row, and fails the test
 // if it does not within d; cond also describes what it saw.
 func waitUntil(t *testing.T, d time.Duration, what string, cond func() (bool, string)) {

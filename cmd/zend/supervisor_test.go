@@ -23,10 +23,10 @@ func TestUnderSupervisord(t *testing.T) {
 	supervisord := tool(t, "supervisord", "/usr/bin/supervisord")
 	supervisorctl := tool(t, "supervisorctl", "/usr/bin/supervisorctl")
 	dir := shared(t)
-	addr := freeAddr(t)
+	addr, maddr := freeAddr(t), freeAddr(t)
 	cfg := filepath.Join(dir, "zend.toml")
 	writeCfg := func(answer string) {
-		os.WriteFile(cfg, []byte(fmt.Sprintf("[server]\nlisten = [%q]\nanswer_delay = \"300ms\"\n[answers]\n\"Readability counts?\" = %q\n", addr, answer)), 0o644)
+		os.WriteFile(cfg, []byte(fmt.Sprintf("[server]\nlisten = [%q]\nanswer_delay = \"300ms\"\n[metrics]\nlisten = %q\n[answers]\n\"Readability counts?\" = %q\n", addr, maddr, answer)), 0o644)
 	}
 	writeCfg("Yes.")
 	shipped, err := os.ReadFile("../../packaging/supervisor/zend.conf")
@@ -107,7 +107,9 @@ files = %[1]s/zend.conf
 		io.WriteString(c, "Beautiful is better than?")
 		conns[i] = c
 	}
-	time.Sleep(100 * time.Millisecond)
+	// Asked means read: wait until zend has read every question (and
+	// the one client() asked before).
+	waitAnswersCounted(t, maddr, "Ugly.", len(conns)+1)
 	before := pid()
 	var wg sync.WaitGroup
 	lost := make(chan string, len(conns))

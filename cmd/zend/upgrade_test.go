@@ -28,7 +28,7 @@ func TestUpgradeUnderLoad(t *testing.T) {
 			pid1 := d.pid(t)
 
 			ld := startLoad(6, func() error { return askThree(d.addr) })
-			time.Sleep(300 * time.Millisecond)
+			ld.waitMore(t, 30)
 
 			// A broken binary: the upgrade fails, the old daemon serves on.
 			copyFile(t, filepath.Join(bin, "zend"), exe+".good")
@@ -52,7 +52,7 @@ func TestUpgradeUnderLoad(t *testing.T) {
 			if pid2 == pid1 {
 				t.Fatal("pid unchanged after upgrade")
 			}
-			time.Sleep(500 * time.Millisecond)
+			ld.waitMore(t, 30) // served by the new daemon
 			asked, failed, errs := ld.halt()
 			t.Logf("%s: %d conversations across a failed and a successful upgrade, %d failed %v", engine, asked, failed, errs)
 			if failed != 0 {
