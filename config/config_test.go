@@ -525,3 +525,44 @@ func mustRead(t *testing.T, path string) []byte {
 	}
 	return b
 }
+
+// TestAllErrorsAtOnce: every problem of a file is reported in one go, in
+// the file's order, each with its line and key (seen: only the first
+// type error, so fixing a file took a round per mistake).
+func TestAllErrorsAtOnce(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "zend.toml")
+	os.WriteFile(p, []byte(`[server]
+workers = "four"
+listn = 1
+[limits]
+idle_timeout = "5 minutes"
+max_connections = 0
+[answers]
+"Is it?" = 3
+"Fine?" = "Yes."
+`), 0o600)
+	_, err := Load(p)
+	if err == nil {
+		t.Fatal("Load accepted a broken file")
+	}
+	want := []struct {
+		line int
+		key  string
+	}{
+		{2, "server.workers"},         // a string for an integer
+		{3, "server.listn"},           // an unknown key
+		{5, "limits.idle_timeout"},    // not a duration
+		{6, "limits.max_connections"}, // out of range, found although others did not decode
+		{8, `answers."Is it?"`},       // an answer that is not a string
+	}
+	got := unjoin(err)
+	if len(got) != len(want) {
+		t.Fatalf("%d errors, want %d:\n%v", len(got), len(want), err)
+	}
+	for i, w := range want {
+		var ce *Error
+		if !errors.As(got[i], &ce) || ce.Line != w.line || ce.Key != w.key || ce.Source != p {
+			t.Errorf("error %d: %v, want %s:%d: %s", i, got[i], p, w.line, w.key)
+		}
+	}
+}

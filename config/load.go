@@ -1,12 +1,16 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -70,7 +74,9 @@ func Load(path string) (*Config, error) {
 	if line := tooDeep(data, maxNesting); line > 0 {
 		return nil, &Error{Source: path, Line: line, Msg: fmt.Sprintf("values nested more than %d deep in [ and {: allowed is at most %d (zend's keys need 1)", maxNesting, maxNesting)}
 	}
-	md, err := toml.Decode(string(data), c)
+	// The syntax first: a file that does not parse has no keys to check.
+	var top map[string]toml.Primitive
+	md, err := toml.Decode(string(data), &top)
 	if err != nil {
 		var pe toml.ParseError
 		if errors.As(err, &pe) {
@@ -78,20 +84,114 @@ func Load(path string) (*Config, error) {
 		}
 		return nil, decodeError(path, err)
 	}
+	// Then every key on its own, so that one file's problems are all
+	// reported at once: unknown keys, wrong types, and (once the rest
+	// decoded) values out of range.
 	lines := locateKeys(string(data))
 	var errs []error
-	for _, k := range md.Undecoded() {
-		key := k.String()
-		errs = append(errs, &Error{Source: path, Line: lines[key], Key: key, Msg: unknownMsg(k)})
+	bad := map[string]bool{} // keys that did not decode: Validate is not asked about them
+	fail := func(key string, err error) {
+		bad[key] = true
+		e := decodeError(path, err)
+		if ce, ok := e.(*Error); ok {
+			ce.Key, ce.Line = key, lines[key]
+			ce.Msg = describeParse(toml.ParseError{Message: ce.Msg, LastKey: key})
+		}
+		errs = append(errs, e)
 	}
 	c.origin = make(map[string]origin)
 	for _, k := range md.Keys() {
 		c.origin[k.String()] = origin{source: path, line: lines[k.String()]}
 	}
+	for _, name := range sortedKeys(top) {
+		if name == "answers" {
+			var answers map[string]toml.Primitive
+			if err := md.PrimitiveDecode(top[name], &answers); err != nil {
+				fail(name, err)
+				continue
+			}
+			for _, q := range sortedKeys(answers) {
+				var a string
+				if err := md.PrimitiveDecode(answers[q], &a); err != nil {
+					fail(toml.Key{"answers", q}.String(), err)
+					continue
+				}
+				if c.Answers == nil {
+					c.Answers = map[string]string{}
+				}
+				c.Answers[q] = a
+			}
+			continue
+		}
+		if !isTable(name) {
+			errs = append(errs, &Error{Source: path, Line: lines[name], Key: name, Msg: unknownMsg(toml.Key{name})})
+			continue
+		}
+		var keys map[string]toml.Primitive
+		if err := md.PrimitiveDecode(top[name], &keys); err != nil {
+			fail(name, err)
+			continue
+		}
+		for _, k := range sortedKeys(keys) {
+			key := name + "." + k
+			f, ok := fieldByKey[key]
+			if !ok {
+				errs = append(errs, &Error{Source: path, Line: lines[key], Key: key, Msg: unknownMsg(toml.Key{name, k})})
+				continue
+			}
+			v := reflect.New(f.typ)
+			if err := md.PrimitiveDecode(keys[k], v.Interface()); err != nil {
+				fail(key, err)
+				continue
+			}
+			fieldValue(c, f).Set(v.Elem())
+		}
+	}
 	if len(errs) > 0 {
+		if verr := c.Validate(); verr != nil {
+			for _, e := range unjoin(verr) {
+				var ce *Error
+				if errors.As(e, &ce) && bad[ce.Key] {
+					continue
+				}
+				errs = append(errs, e)
+			}
+		}
+		// In the order of the file, as an operator fixes them.
+		slices.SortStableFunc(errs, func(a, b error) int { return cmp.Compare(lineOf(a), lineOf(b)) })
 		return nil, errors.Join(errs...)
 	}
 	return c, nil
+}
+
+// lineOf is the line an error names, with errors naming none last.
+func lineOf(err error) int {
+	var ce *Error
+	if errors.As(err, &ce) && ce.Line > 0 {
+		return ce.Line
+	}
+	return math.MaxInt
+}
+
+// sortedKeys returns m's keys in order, so errors come in a stable order.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// isTable reports whether name is one of zend's tables.
+func isTable(name string) bool { return slices.Contains(tables(), "["+name+"]") }
+
+// unjoin returns the errors err joins (err itself when it joins none).
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }
 
 // typeErr matches the library's type errors, which are not ParseErrors:
