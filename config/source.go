@@ -21,6 +21,46 @@ type Source struct {
 	// Sets are command-line overrides as "key=value"
 	// ("limits.max_connections=100"), applied in order.
 	Sets []string
+	// Flags names the flag each of Sets came from, for errors ("-engine");
+	// "-set" where it is shorter than Sets.
+	Flags []string
+}
+
+// flagOf names the flag Sets[i] came from.
+func (s Source) flagOf(i int) string {
+	if i < len(s.Flags) && s.Flags[i] != "" {
+		return "flag " + s.Flags[i]
+	}
+	return "flag -set"
+}
+
+// CheckOverride checks one command-line override ("key=value") on its
+// own, against the defaults: the key exists, the value has its type and
+// is allowed. It returns nil, or an error matching ErrInvalid that names
+// flag ("-set", "-engine").
+func CheckOverride(kv, flag string) error {
+	s := Source{Sets: []string{kv}, Flags: []string{flag}}
+	c := Default()
+	if err := s.applySets(c); err != nil {
+		return err
+	}
+	return c.Validate()
+}
+
+// applySets applies s.Sets to c.
+func (s Source) applySets(c *Config) error {
+	var errs []error
+	for i, kv := range s.Sets {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			errs = append(errs, &Error{Source: s.flagOf(i), Msg: "\"" + kv + "\": allowed is key=value, such as limits.max_connections=100"})
+			continue
+		}
+		if err := c.Set(strings.TrimSpace(k), v, s.flagOf(i)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Load loads, overrides and validates the configuration. A file named by
@@ -46,19 +86,8 @@ func (s Source) Load() (*Config, error) {
 	if err := c.ApplyEnv(s.Environ); err != nil {
 		return nil, err
 	}
-	var errs []error
-	for _, kv := range s.Sets {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok {
-			errs = append(errs, &Error{Source: "flag -set", Msg: "\"" + kv + "\": allowed is key=value, such as limits.max_connections=100"})
-			continue
-		}
-		if err := c.Set(strings.TrimSpace(k), v, "flag -set"); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	if err := s.applySets(c); err != nil {
+		return nil, err
 	}
 	if err := c.Validate(); err != nil {
 		return nil, err

@@ -60,13 +60,40 @@ const (
 	metricsIdleTimeout = 90 * time.Second
 )
 
-// Version is zend's version for zend_build_info: the module version, or
-// "devel" for a build from a checkout.
+// version is set by the build of a release or a package:
+//
+//	go build -ldflags "-X zend/daemon.version=0.2.0" ./cmd/zend
+var version string
+
+// Version is zend's version, for zend version and zend_build_info: the
+// one the build set (the Debian package sets its own); else the module's
+// version when built with go install MODULE@VERSION; else "devel", with
+// the commit when the build recorded one ("devel-0123456789ab", and
+// "-dirty" for uncommitted changes).
 func Version() string {
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
+	if version != "" {
+		return version
 	}
-	return "devel"
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "devel"
+	}
+	if v := bi.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	v, dirty := "devel", false
+	for _, s := range bi.Settings {
+		switch {
+		case s.Key == "vcs.revision" && len(s.Value) >= 12:
+			v += "-" + s.Value[:12]
+		case s.Key == "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	if dirty {
+		v += "-dirty"
+	}
+	return v
 }
 
 // metricsServer serves Prometheus metrics of an instance at /metrics.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -53,6 +54,15 @@ func NewService(cfg *config.Config, log *slog.Logger) (*Service, error) {
 		log.Warn("engine pool serves server.workers clients per listener at a time: that many idle clients stall all others", "workers", cfg.Server.Workers)
 	}
 	return s, nil
+}
+
+// AnswersInForce returns the answer table cfg gives: the built-in
+// aphorisms with [answers] on top (what Settings serves), for zend check
+// to print.
+func AnswersInForce(cfg *config.Config) map[string]string {
+	m := protocol.Builtin()
+	maps.Copy(m, cfg.Answers)
+	return m
 }
 
 // Settings turns the reloadable part of cfg into protocol settings. cfg

@@ -35,7 +35,11 @@ func cmdCheck(g *global, stdout, stderr io.Writer) error {
 	if g.quiet {
 		return nil
 	}
-	if err := cfg.WriteTOML(stdout); err != nil {
+	// Every key in force, the built-in answers included, as sshd -T
+	// prints what sshd would use.
+	eff := *cfg
+	eff.Answers = daemon.AnswersInForce(cfg)
+	if err := eff.WriteTOML(stdout); err != nil {
 		return err
 	}
 	if cfg.Path == "" {

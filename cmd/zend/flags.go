@@ -16,6 +16,7 @@ type global struct {
 	args    []string
 	source  config.Source
 	quiet   bool // -q: check prints only errors
+	version bool // -version: print the version, whatever the command
 }
 
 // multi is a repeatable string flag.
@@ -41,6 +42,7 @@ func parseGlobal(args []string, stderr io.Writer) (*global, error) {
 	fs.StringVar(&engine, "engine", "", "server `engine`: "+strings.Join(config.Engines, ", "))
 	fs.Var(&sets, "set", "override a key, as `key=value` (repeatable), e.g. -set limits.max_connections=100")
 	fs.BoolVar(&g.quiet, "q", false, "check: print nothing when the configuration is valid")
+	fs.BoolVar(&g.version, "version", false, "print the version (as the version command)")
 	parse := func(a []string) error {
 		if err := fs.Parse(a); err != nil {
 			if err == flag.ErrHelp {
@@ -64,13 +66,31 @@ func parseGlobal(args []string, stderr io.Writer) (*global, error) {
 		g.args = fs.Args()
 	}
 	g.source = config.Source{Path: path, Environ: os.Environ()}
+	override := func(kv, flag string) error {
+		// A bad flag is a bad command line (exit 2), whatever the file
+		// says: checked on its own, before anything is loaded.
+		if err := config.CheckOverride(kv, flag); err != nil {
+			return &exitError{code: 2, msg: err.Error()}
+		}
+		g.source.Sets = append(g.source.Sets, kv)
+		g.source.Flags = append(g.source.Flags, flag)
+		return nil
+	}
 	if len(listen) > 0 {
-		g.source.Sets = append(g.source.Sets, "server.listen="+strings.Join(listen, ","))
+		if err := override("server.listen="+strings.Join(listen, ","), "-listen"); err != nil {
+			return nil, err
+		}
 	}
 	if engine != "" {
-		g.source.Sets = append(g.source.Sets, "server.engine="+engine)
+		if err := override("server.engine="+engine, "-engine"); err != nil {
+			return nil, err
+		}
 	}
-	g.source.Sets = append(g.source.Sets, sets...)
+	for _, kv := range sets {
+		if err := override(kv, "-set"); err != nil {
+			return nil, err
+		}
+	}
 	return &g, nil
 }
 
@@ -103,6 +123,7 @@ flags (before or after the command):
   -engine NAME       server engine: `+strings.Join(config.Engines, ", ")+`
   -set KEY=VALUE     override any scalar key, e.g. -set limits.max_connections=100
   -q                 check: print nothing when the configuration is valid
+  -version, --version  print the version and exit
 
 Precedence: defaults < file < ZEND_* environment < flags.
 `)

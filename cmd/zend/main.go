@@ -58,6 +58,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if g.version {
+		g.command = "version"
+	}
 	switch g.command {
 	case "run":
 		return cmdRun(ctx, g, stderr)

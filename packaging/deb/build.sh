@@ -25,7 +25,8 @@ install -d -m 0755 "$root/DEBIAN" "$root/usr/sbin" "$root/usr/bin" "$root/etc/lo
 # depend on the build host's libc.
 cd "$top"
 export CGO_ENABLED=0
-build() { go build -trimpath -buildvcs=false -ldflags '-s -w' -o "$1" "$2"; }
+# The package's version is the binaries' (zend version, zend_build_info).
+build() { go build -trimpath -buildvcs=false -ldflags "-s -w -X zend/daemon.version=$version" -o "$1" "$2"; }
 for b in zend in-zen1 in-zen2; do
 	build "$root/usr/sbin/$b" "./cmd/$b"
 done
