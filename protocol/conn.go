@@ -229,48 +229,60 @@ func (s *Server) closeConn(c *conn) {
 	} else {
 		c.nc.Close()
 	}
-	if s.log.Enabled(context.Background(), endLevel(how)) {
-		logEnd(s.log.With("client", name), how, detail)
-	}
+	s.logEnd(&c.ss, name, how, detail)
 }
 
-// endLevel is the level logEnd logs an ending at.
+// endLevel is the level an ending is logged at.
 func endLevel(how ending) slog.Level {
 	switch how {
-	case endEOF, endDrained, endIdle:
+	case endEOF, endReset, endDrained, endIdle:
 		return slog.LevelInfo
 	}
 	return slog.LevelWarn
 }
 
-// logEnd logs how a conversation ended, the same way for every engine.
-func logEnd(log *slog.Logger, how ending, detail string) {
+// logEnd logs how the conversation of ss with the client name ended, the
+// same way for every engine: at debug for a proxy's health check.
+func (s *Server) logEnd(ss *session, name string, how ending, detail string) {
+	level := endLevel(how)
+	if ss.check {
+		level = slog.LevelDebug
+	}
+	if how == endRefused || !s.log.Enabled(context.Background(), level) {
+		return
+	}
+	var msg string
+	var args []any
 	switch how {
 	case endEOF:
-		log.Info("closed")
+		msg = "closed"
+	case endReset:
+		msg, args = "closed", []any{"by", "reset"}
 	case endIncomplete:
-		log.Warn("incomplete question then closed", "bytes", detail)
+		msg, args = "incomplete question then closed", []any{"bytes", detail}
 	case endDrained:
-		log.Info("closed at shutdown")
+		msg = "closed at shutdown"
 	case endCut:
-		log.Warn("cut off at shutdown deadline", "pending", detail)
+		msg, args = "cut off at shutdown deadline", []any{"pending", detail}
 	case endTooLong:
-		log.Warn("question too long, closed", "limit", detail)
+		msg, args = "question too long, closed", []any{"limit", detail}
 	case endIdle:
-		log.Info("idle timeout, closed")
+		msg = "idle timeout, closed"
 	case endQuestionTimeout:
-		log.Warn("question timeout, closed", "bytes", detail)
+		msg, args = "question timeout, closed", []any{"bytes", detail}
 	case endWriteTimeout:
-		log.Warn("client does not read its answers, closed")
+		msg = "client does not read its answers, closed"
 	default:
-		log.Warn("connection error", "err", detail)
+		msg, args = "connection error", []any{"err", detail}
 	}
+	s.log.Log(context.Background(), level, msg, append([]any{"client", name}, args...)...)
 }
 
 type ending int
 
 const (
-	endEOF ending = iota
+	endEOF   ending = iota
+	endReset        // the client reset the connection between questions, every answer taken
 	endIncomplete
 	endDrained
 	endCut

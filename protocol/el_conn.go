@@ -8,7 +8,6 @@ package protocol
 // timer list in step with the session, lingering and closing.
 
 import (
-	"context"
 	"errors"
 
 	"golang.org/x/sys/unix"
@@ -119,15 +118,13 @@ func (l *loop) close(c *elConn, how ending, detail string) {
 	l.lists[c.list].remove(c)
 	c.fd = -1
 	name := c.ss.clientString()
+	l.s.logEnd(&c.ss, name, how, detail)
 	c.ss.Close()
 	l.open--
 	l.s.open.Add(-1)
 	l.s.done.Add(1)
 	if how == endCut {
 		l.s.cutCount.Add(1)
-	}
-	if how != endRefused && l.s.log.Enabled(context.Background(), endLevel(how)) {
-		logEnd(l.s.log.With("client", name), how, detail)
 	}
 	if l.full {
 		l.resumeListeners(l.s.settings.Load())

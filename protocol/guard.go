@@ -128,21 +128,21 @@ func splitProxyHeader(buf []byte) (n int, more bool, err error) {
 
 // parseProxyHeader parses a whole header (as splitProxyHeader measured it)
 // with go-proxyproto and returns the client it names; a LOCAL header (a
-// health check from the proxy itself) names peer.
-func parseProxyHeader(h []byte, peer netip.AddrPort) (netip.AddrPort, error) {
+// health check from the proxy itself) names peer, and local is true.
+func parseProxyHeader(h []byte, peer netip.AddrPort) (client netip.AddrPort, local bool, err error) {
 	hdr, err := proxyproto.Read(bufio.NewReader(bytes.NewReader(h)))
 	if err != nil {
-		return peer, fmt.Errorf("%w: %v", ErrProxyHeader, err)
+		return peer, false, fmt.Errorf("%w: %v", ErrProxyHeader, err)
 	}
 	if hdr.Command.IsLocal() {
-		return peer, nil
+		return peer, true, nil
 	}
 	src, _, ok := hdr.TCPAddrs()
 	if !ok {
-		return peer, fmt.Errorf("%w: not TCP (%v)", ErrProxyHeader, hdr.TransportProtocol)
+		return peer, false, fmt.Errorf("%w: not TCP (%v)", ErrProxyHeader, hdr.TransportProtocol)
 	}
 	ap := src.AddrPort()
-	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), false, nil
 }
 
 // sources tracks per-source connections and their rate, like sshd's

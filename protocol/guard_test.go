@@ -3,6 +3,7 @@ package protocol
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -295,7 +296,7 @@ func FuzzProxyHeader(f *testing.F) {
 			}
 		}
 		if n > 0 {
-			if _, err := parseProxyHeader(b[:n], peer); err != nil && !strings.Contains(err.Error(), ErrProxyHeader.Error()) {
+			if _, _, err := parseProxyHeader(b[:n], peer); err != nil && !errors.Is(err, ErrProxyHeader) {
 				t.Fatalf("parse error not ErrProxyHeader: %v", err)
 			}
 		}
@@ -319,6 +320,41 @@ func TestMetricsCount(t *testing.T) {
 			m := srv.Metrics()
 			if m.Answers["Ugly."] != 3 || m.Unknown != 2 || m.Refused[RefusedAccess] != 1 || m.Accepted < 2 || m.LatencyCount != 5 {
 				t.Fatalf("metrics %+v", m)
+			}
+		})
+	}
+}
+
+// TestHealthCheckQuiet: HAProxy's health check (check-send-proxy sends a
+// LOCAL header, asks, reads the answer and resets) is served and logs
+// nothing at info, on every engine (seen: an accepted line and a WARN
+// "connection error ... reset by peer" per instance every 500 ms). A
+// client that resets after its answers logs one info line, not a
+// warning.
+func TestHealthCheckQuiet(t *testing.T) {
+	local := "\r\n\r\n\x00\r\nQUIT\n\x20\x00\x00\x00"
+	for _, e := range engines {
+		t.Run(string(e.engine), func(t *testing.T) {
+			st := Settings{Limits: testLimits(), Proxy: Proxy{Enabled: true, Trusted: prefixes(t, "127.0.0.1/32")}}
+			srv, addr, lb := startLogged(t, e.engine, st)
+			for i, hello := range []string{local, ""} {
+				c := dialFrom(t, "127.0.0.1", addr)
+				r := bufio.NewReader(c)
+				ask(t, c, r, hello+"Beautiful is better than?", "Ugly.")
+				c.(*net.TCPConn).SetLinger(0)
+				c.Close() // RST, as HAProxy's check does
+				waitFor(t, func() bool { return srv.Stats().Done == uint64(i+1) })
+			}
+			lines := strings.Split(strings.TrimSpace(lb.String()), "\n")
+			var conv []string
+			for _, l := range lines {
+				if strings.Contains(l, "client=127.0.0.1:") {
+					conv = append(conv, l)
+				}
+			}
+			// Only the second (a client, not a check): accepted, closed.
+			if len(conv) != 2 || !strings.Contains(conv[0], "msg=accepted") || !strings.Contains(conv[1], "level=INFO msg=closed") || !strings.Contains(conv[1], "by=reset") {
+				t.Fatalf("log lines of the check and the client:\n%s", strings.Join(conv, "\n"))
 			}
 		})
 	}

@@ -9,9 +9,11 @@ package protocol
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"net/netip"
 	"strconv"
+	"syscall"
 	"time"
 )
 
@@ -67,6 +69,7 @@ type session struct {
 	eof      bool  // the client half-closed: answer what it asked, then end
 	draining bool
 	stopping bool // ending once the answers are taken
+	check    bool // a proxy's health check (a LOCAL header): logged at debug
 	counted  bool // counted in the per-source limits under client
 
 	ph      phase
@@ -116,11 +119,15 @@ func (ss *session) admit(st *Settings, via netip.AddrPort) {
 		return
 	}
 	ss.counted = counted
-	if log := ss.srv.log; log.Enabled(context.Background(), slog.LevelInfo) {
+	level := slog.LevelInfo
+	if ss.check {
+		level = slog.LevelDebug
+	}
+	if log := ss.srv.log; log.Enabled(context.Background(), level) {
 		if via.IsValid() {
-			log.Info("accepted", "client", ss.clientString(), "via", via.String())
+			log.Log(context.Background(), level, "accepted", "client", ss.clientString(), "via", via.String())
 		} else {
-			log.Info("accepted", "client", ss.clientString())
+			log.Log(context.Background(), level, "accepted", "client", ss.clientString())
 		}
 	}
 }
@@ -257,12 +264,12 @@ func (ss *session) proxyInput(now int64, data []byte, st *Settings) {
 	}
 	if ss.proxy == proxyAwait {
 		if n > 0 {
-			client, err := parseProxyHeader(ss.in[:n], ss.peer)
+			client, local, err := parseProxyHeader(ss.in[:n], ss.peer)
 			if err != nil {
 				ss.refuse(proxyRefusal(err))
 				return
 			}
-			ss.client = client
+			ss.client, ss.check = client, local
 		}
 		ss.admit(st, ss.peer)
 		if ss.ph == phEnded {
@@ -307,9 +314,15 @@ func (ss *session) EOF() {
 	ss.settle()
 }
 
-// Fail ends the session on a read or write error.
+// Fail ends the session on a read or write error. A reset between
+// questions, with every answer taken, is how many clients (and proxies'
+// health checks) hang up: an ending, not an error.
 func (ss *session) Fail(err error) {
 	if ss.ph == phEnded {
+		return
+	}
+	if errors.Is(err, syscall.ECONNRESET) && !ss.q && len(ss.in) == 0 && len(ss.out) == 0 && ss.delayed == nil {
+		ss.fail(endReset, "")
 		return
 	}
 	detail := err.Error()

@@ -3,8 +3,11 @@ package protocol
 import (
 	"bytes"
 	"errors"
+	"net"
 	"net/netip"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -20,6 +23,7 @@ type op struct {
 	drain bool   // Shutdown began
 	kill  bool   // the drain's deadline ended
 	fail  bool   // the socket failed
+	reset bool   // the client reset the connection
 	check func(t *testing.T, ss *session)
 }
 
@@ -159,7 +163,7 @@ func TestSession(t *testing.T) {
 			end: endCut, detail: `"Simple is"`},
 		// A socket error is an error, naming the question in progress.
 		{name: "error", ops: []op{{in: "Flat"}, {fail: true}},
-			end: endError, detail: `after "Flat"`},
+			end: endError, detail: `broken pipe after "Flat"`},
 		// A socket error while answers wait: they are dropped, and no
 		// engine is left with bytes to write on a dead socket.
 		{name: "error while writing", slow: true, ops: []op{{in: strings.Repeat("?", 4000)}, {fail: true, check: func(t *testing.T, ss *session) {
@@ -178,6 +182,21 @@ func TestSession(t *testing.T) {
 		// A header cut across reads.
 		{name: "proxy split", st: trustLocal, ops: []op{{in: v1[:9]}, {in: v1[9:]}, {in: "?"}, {eof: true}},
 			want: unknown, end: endEOF},
+		// A LOCAL header is the proxy's own health check: served, and
+		// logged at debug only.
+		{name: "proxy health check", st: trustLocal, ops: []op{{in: "\r\n\r\n\x00\r\nQUIT\n\x20\x00\x00\x00Beautiful is better than?", check: func(t *testing.T, ss *session) {
+			if !ss.check {
+				t.Error("a LOCAL header is not taken as a health check")
+			}
+		}}, {reset: true}},
+			want: "Ugly.", end: endReset},
+		// A reset between questions, every answer taken, is how many
+		// clients hang up: not an error.
+		{name: "reset after the answers", ops: []op{{in: "?"}, {reset: true}},
+			want: unknown, end: endReset},
+		// A reset inside a question is an error, naming it.
+		{name: "reset mid-question", ops: []op{{in: "?Flat"}, {reset: true}},
+			want: unknown, end: endError, detail: `reset by peer after "Flat"`},
 		// A trusted proxy need not send a header.
 		{name: "proxy none", st: trustLocal, ops: []op{{in: "?"}, {eof: true}},
 			want: unknown, end: endEOF},
@@ -278,7 +297,9 @@ func runSessionCase(t *testing.T, tc sessionCase) {
 		case o.kill:
 			ss.Kill()
 		case o.fail:
-			ss.Fail(errors.New("connection reset by peer"))
+			ss.Fail(errors.New("broken pipe"))
+		case o.reset:
+			ss.Fail(&net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)})
 		}
 		if o.take != 0 {
 			take(now, o.take)
