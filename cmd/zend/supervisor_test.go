@@ -33,9 +33,10 @@ func TestUnderSupervisord(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Only the paths change: the binary's, and the configuration's
+	// (the shipped line reads /etc/zend.toml, the default).
 	prog := strings.NewReplacer(
-		"/usr/sbin/zend", filepath.Join(bin, "zend"),
-		"/etc/zend.toml", cfg,
+		"/usr/sbin/zend run", filepath.Join(bin, "zend")+" -c "+cfg+" run",
 		"/var/log/supervisor/zend.log", filepath.Join(dir, "zend-stdout.log"),
 		"user=zend", "user=nobody",
 	).Replace(string(shipped))
