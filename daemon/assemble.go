@@ -345,11 +345,13 @@ func prepareLogDir(dir string, cred *credential) error {
 		if st.Uid == 0 && int(st.Uid) != cred.uid && systemdMade(dir) {
 			// systemd made it for this unit (LogsDirectory=), owned by
 			// root: give it to the user, as zend does a folder it makes.
-			if err := os.Lchown(dir, cred.uid, cred.gid); err != nil {
-				return fmt.Errorf("give the log folder to %s: %w", cred.user, err)
-			}
+			// The mode first: once the folder is the user's, changing it
+			// needs CAP_FOWNER, which zend.service does not grant.
 			if err := os.Chmod(dir, 0o750); err != nil {
 				return err
+			}
+			if err := os.Lchown(dir, cred.uid, cred.gid); err != nil {
+				return fmt.Errorf("give the log folder to %s: %w", cred.user, err)
 			}
 			unix.Stat(dir, &st)
 		}
@@ -363,10 +365,14 @@ func prepareLogDir(dir string, cred *credential) error {
 	if err := os.Mkdir(dir, 0o750); err != nil && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("create log folder: %w", err)
 	}
+	// The mode before the owner: afterwards it would need CAP_FOWNER.
+	if err := os.Chmod(dir, 0o750); err != nil {
+		return err
+	}
 	if err := os.Lchown(dir, cred.uid, cred.gid); err != nil {
 		return fmt.Errorf("give the log folder to %s: %w", cred.user, err)
 	}
-	return os.Chmod(dir, 0o750)
+	return nil
 }
 
 // systemdMade reports whether systemd created dir for this service as

@@ -1,0 +1,91 @@
+package main_test
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// readmeBlock returns the shell block of the README that follows marker.
+func readmeBlock(t *testing.T, marker string) string {
+	t.Helper()
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	i := strings.Index(s, marker)
+	if i < 0 {
+		t.Fatalf("README has no %q", marker)
+	}
+	s = s[i:]
+	start := strings.Index(s, "```sh\n")
+	end := strings.Index(s[start+6:], "```")
+	if start < 0 || end < 0 {
+		t.Fatalf("no shell block after %q", marker)
+	}
+	return s[start+6 : start+6+end]
+}
+
+// TestSystemdByHand follows the README's by-hand systemd install as
+// written, in a booted Debian container without the package: build the
+// binaries as it says, run its block in a copy of the checkout (only the
+// sample's port changed), then use the unit (seen: status=226/NAMESPACE,
+// because the unit needed a folder only the package created).
+func TestSystemdByHand(t *testing.T) {
+	needSystem(t, "the README's by-hand systemd install in a container without the package")
+	src := shared(t)
+	// The build step, as the README gives it.
+	build := exec.Command("go", "build", "-o", filepath.Join(src, "bin")+"/", "zend/cmd/...")
+	build.Env = append(cleanEnv(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v %s", err, out)
+	}
+	addr := freeAddr(t)
+	sample, _ := os.ReadFile("../../etc/zend.toml")
+	conf := strings.Replace(string(sample), `listen = ["127.0.0.1:1060"]`, fmt.Sprintf("listen = [%q]", addr), 1)
+	if conf == string(sample) {
+		t.Fatal("etc/zend.toml no longer listens on 127.0.0.1:1060: update the test")
+	}
+	os.MkdirAll(filepath.Join(src, "etc"), 0o755)
+	os.WriteFile(filepath.Join(src, "etc", "zend.toml"), []byte(conf), 0o644)
+	os.MkdirAll(filepath.Join(src, "packaging", "systemd"), 0o755)
+	units, _ := filepath.Glob("../../packaging/systemd/*")
+	for _, u := range units {
+		b, _ := os.ReadFile(u)
+		os.WriteFile(filepath.Join(src, "packaging", "systemd", filepath.Base(u)), b, 0o644)
+	}
+	block := readmeBlock(t, "<!-- by-hand systemd")
+
+	c := bootContainer(t, src+":/mnt/src")
+	t.Cleanup(func() {
+		if t.Failed() {
+			j, _ := c.exec("journalctl", "--no-pager", "-n", "80")
+			t.Logf("container journal:\n%s", j)
+		}
+	})
+	if out, code := c.exec("sh", "-exc", "cd /mnt/src && "+block); code != 0 {
+		t.Fatalf("the README's block failed (exit %d):\n%s", code, out)
+	}
+	pid := c.waitActive("zend.service", "")
+	waitDial(t, addr)
+	client(t, addr)
+	if uid := c.sh("ps -o user= -p " + pid); uid != "zend" {
+		t.Errorf("daemon runs as %q, want zend", uid)
+	}
+	if perms := c.sh("stat -c '%U %a' /var/log/zend"); perms != "zend 750" {
+		t.Errorf("/var/log/zend is %s, want zend 750", perms)
+	}
+	c.must("test", "-s", "/var/log/zend/zend.log")
+	c.must("systemctl", "reload", "zend.service")
+	c.must("systemctl", "stop", "zend.service")
+	// The notify unit, by hand too.
+	c.must("systemctl", "start", "zend-notify.service")
+	c.waitActive("zend-notify.service", "")
+	waitDial(t, addr)
+	client(t, addr)
+	c.must("systemctl", "stop", "zend-notify.service")
+}
