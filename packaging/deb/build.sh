@@ -17,7 +17,7 @@ out=$(cd "$out" && pwd)
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 root=$stage/zend_${version}_$arch
-install -d -m 0755 "$root/DEBIAN" "$root/usr/sbin" "$root/usr/bin" "$root/etc/logrotate.d" \
+install -d -m 0755 "$root/DEBIAN" "$root/usr/sbin" "$root/usr/bin" "$root/etc/logrotate.d" "$root/etc/init.d" \
 	"$root/lib/systemd/system" "$root/usr/share/doc/zend/examples" \
 	"$root/usr/share/man/man1" "$root/usr/share/man/man5" "$root/usr/share/man/man8"
 
@@ -48,6 +48,8 @@ grep -q '^user = "zend"' "$root/etc/zend.toml" || { echo "build.sh: cannot set d
 install -m 0644 packaging/logrotate/zend.example "$root/usr/share/doc/zend/examples/logrotate-zend"
 install -m 0644 packaging/logrotate/in-zen "$root/etc/logrotate.d/in-zen"
 install -m 0644 packaging/systemd/* "$root/lib/systemd/system/"
+# SysV init, for Debian without systemd; on systemd zend.service wins.
+install -m 0755 packaging/sysv/zend.init "$root/etc/init.d/zend"
 install -m 0644 packaging/inetd/inetd.conf "$root/usr/share/doc/zend/examples/inetd.conf"
 install -m 0644 packaging/xinetd/in-zen1 "$root/usr/share/doc/zend/examples/xinetd-in-zen1"
 install -m 0644 packaging/xinetd/in-zen2 "$root/usr/share/doc/zend/examples/xinetd-in-zen2"
@@ -64,7 +66,7 @@ install -m 0644 "$here/lintian-overrides" "$root/usr/share/lintian/overrides/zen
 
 # Maintainer scripts and control files.
 for s in preinst postinst prerm postrm; do install -m 0755 "$here/$s" "$root/DEBIAN/$s"; done
-printf '/etc/zend.toml\n/etc/logrotate.d/in-zen\n' >"$root/DEBIAN/conffiles"
+printf '/etc/zend.toml\n/etc/logrotate.d/in-zen\n/etc/init.d/zend\n' >"$root/DEBIAN/conffiles"
 size=$(du -sk --exclude=DEBIAN "$root" | cut -f1)
 sed -e "s/@VERSION@/$version/" -e "s/@ARCH@/$arch/" -e "s/@SIZE@/$size/" "$here/control" >"$root/DEBIAN/control"
 
