@@ -506,18 +506,6 @@ func connectBurst(t *testing.T, addr string, n int) burstResult {
 	return r
 }
 
-// synRetransmitted reports whether the kernel sent c's SYN more than once
-// (nothing else was sent on c yet): the listener dropped the first.
-func synRetransmitted(c net.Conn) bool {
-	rc, err := c.(*net.TCPConn).SyscallConn()
-	if err != nil {
-		return false
-	}
-	var info *unix.TCPInfo
-	rc.Control(func(fd uintptr) { info, _ = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) })
-	return info != nil && info.Total_retrans > 0
-}
-
 func (r burstResult) String() string {
 	s := fmt.Sprintf("in %v, slowest %v, %d failed, %d SYNs sent again", r.took.Round(time.Millisecond), r.slowest.Round(time.Millisecond), r.failed, r.retrans)
 	if r.retrans > 0 {

@@ -5,6 +5,7 @@ package main_test
 // sys_other_test.go skips the tests that need them elsewhere.
 
 import (
+	"net"
 	"os"
 	"strconv"
 	"syscall"
@@ -61,4 +62,16 @@ func blockAndIgnore(t *testing.T, f func()) {
 // the old one in old (when not nil).
 func prlimitNoFile(pid int, lim, old *unix.Rlimit) error {
 	return unix.Prlimit(pid, unix.RLIMIT_NOFILE, lim, old)
+}
+
+// synRetransmitted reports whether the kernel sent c's SYN more than once
+// (nothing else was sent on c yet): the listener dropped the first.
+func synRetransmitted(c net.Conn) bool {
+	rc, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		return false
+	}
+	var info *unix.TCPInfo
+	rc.Control(func(fd uintptr) { info, _ = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) })
+	return info != nil && info.Total_retrans > 0
 }
