@@ -36,12 +36,13 @@ func run(args []string) int {
 	fs := flag.NewFlagSet("in-zen2", flag.ContinueOnError)
 	timeout := fs.Duration("timeout", 8*time.Second, "exit after this long without a new connection")
 	cfg, log, code := daemon.InetdBoot(fs, args, "in-zen2 [-c FILE] [-log FILE] [-timeout 8s]")
-	if code != 0 {
-		return code
-	}
-	if *timeout <= 0 {
+	if code == 0 && *timeout <= 0 {
 		log.Error("bad command line", "err", "-timeout must be positive")
-		return 2
+		code = 2
+	}
+	if code != 0 {
+		turnAway(*timeout)
+		return code
 	}
 
 	ln, err := daemon.InetdListener()
@@ -148,4 +149,32 @@ func (l *idleListener) Accept() (net.Conn, error) {
 func (l *idleListener) Close() error {
 	l.stop()
 	return nil
+}
+
+// turnAway is what an in-zen2 that cannot serve does before it exits (its
+// reason is logged): for a while it accepts the clients waiting on inetd's
+// socket and closes them, so they are told at once instead of timing
+// out, and inetd, which starts a wait-mode server whenever a client is
+// waiting, does not start it again and again (seen: 259 starts in a row
+// until inetd gave up on the service).
+func turnAway(d time.Duration) {
+	if d <= 0 {
+		d = 8 * time.Second
+	}
+	ln, err := daemon.InetdListener()
+	if err != nil {
+		return
+	}
+	tl, ok := ln.(*net.TCPListener)
+	if !ok {
+		return
+	}
+	tl.SetDeadline(time.Now().Add(d))
+	for {
+		c, err := tl.Accept()
+		if err != nil {
+			return // the deadline, or inetd's socket is gone
+		}
+		c.Close()
+	}
 }

@@ -538,3 +538,47 @@ func TestInZenBadConfig(t *testing.T) {
 		t.Fatalf("log:\n%s", log)
 	}
 }
+
+// TestInZen2CannotServe: an in-zen2 whose configuration does not load
+// takes the waiting clients off inetd's socket and closes them (they are
+// told at once, not left to time out), stays for -timeout so that inetd
+// does not start it again and again, then exits 1 (seen: inetd started
+// it 259 times in a row while the client timed out).
+func TestInZen2CannotServe(t *testing.T) {
+	dir := shared(t)
+	cfg := filepath.Join(dir, "zend.toml")
+	os.WriteFile(cfg, []byte("[limits]\nmax_connections = 0\n"), 0o644)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	lf, _ := ln.(*net.TCPListener).File()
+	defer lf.Close()
+	// A client waits before in-zen2 starts, as when inetd starts it.
+	c, err := net.DialTimeout("tcp", ln.Addr().String(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cmd := startWithSocket(t, "in-zen2", lf, "-c", cfg, "-log", ownLog(t), "-timeout", "2s")
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	if n, err := c.Read(make([]byte, 16)); n != 0 || err == nil || isNetTimeout(err) {
+		t.Fatalf("the waiting client got %d bytes, %v; want its connection closed", n, err)
+	}
+	select {
+	case <-exited:
+		t.Fatal("in-zen2 exited as soon as it turned the client away: inetd would start it again at once")
+	default:
+	}
+	select {
+	case <-exited:
+	case <-time.After(20 * time.Second):
+		t.Fatal("in-zen2 did not exit after -timeout")
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 1 {
+		t.Fatalf("exit %d, want 1", code)
+	}
+}
