@@ -290,9 +290,11 @@ func newInetdSetup(t *testing.T, tcpd bool) *inetdSetup {
 		f[0] = fmt.Sprintf("127.0.0.1:%d", port)
 		f[4] = "nobody"
 		for i := range f {
-			f[i] = strings.NewReplacer("/usr/sbin/in-zen", filepath.Join(bin, "in-zen"), "/etc/zend.toml", s.cfg, "8s", "1s").Replace(f[i])
+			f[i] = strings.NewReplacer("/usr/sbin/in-zen", filepath.Join(bin, "in-zen"), "8s", "1s").Replace(f[i])
 		}
-		f = append(f, "-log", s.log)
+		// The shipped lines read /etc/zend.toml (the default); the test's
+		// configuration and log are elsewhere.
+		f = append(f, "-c", s.cfg, "-log", s.log)
 		lines = append(lines, strings.Join(f, " "))
 	}
 	if len(lines) != 2 {
@@ -454,7 +456,15 @@ func TestUnderXinetd(t *testing.T) {
 		text := regexp.MustCompile(`(?m)^(\s*port\s*=).*$`).ReplaceAllString(string(b), "${1} "+strconv.Itoa(ports[name]))
 		text = regexp.MustCompile(`(?m)^(\s*user\s*=).*$`).ReplaceAllString(text, "${1} nobody")
 		text = regexp.MustCompile(`(?m)^(\s*group\s*=).*$`).ReplaceAllString(text, "${1} nogroup")
-		text = strings.NewReplacer("/usr/sbin/"+name, filepath.Join(bin, name), "/etc/zend.toml", cfg+" -log "+logf, "8s", "1s").Replace(text)
+		text = strings.NewReplacer("/usr/sbin/"+name, filepath.Join(bin, name), "8s", "1s").Replace(text)
+		// The shipped files read /etc/zend.toml (the default); the test's
+		// configuration and log are elsewhere.
+		args := "-c " + cfg + " -log " + logf
+		if rx := regexp.MustCompile(`(?m)^(\s*server_args\s*=)`); rx.MatchString(text) {
+			text = rx.ReplaceAllString(text, "${1} "+args)
+		} else {
+			text = regexp.MustCompile(`(?m)^(\s*server\s*=.*)$`).ReplaceAllString(text, "${1}\n\tserver_args = "+args)
+		}
 		conf += text
 	}
 	confPath := filepath.Join(dir, "xinetd.conf")
