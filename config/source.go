@@ -35,16 +35,28 @@ func (s Source) flagOf(i int) string {
 }
 
 // CheckOverride checks one command-line override ("key=value") on its
-// own, against the defaults: the key exists, the value has its type and
-// is allowed. It returns nil, or an error matching ErrInvalid that names
-// flag ("-set", "-engine").
+// own: the key exists and the value has its type. Whether the value is
+// allowed can depend on other keys (server.proxy_protocol needs
+// server.proxy_trusted), so that is Load's to say. It returns nil, or an
+// error matching ErrInvalid that names flag ("-set", "-engine").
 func CheckOverride(kv, flag string) error {
 	s := Source{Sets: []string{kv}, Flags: []string{flag}}
-	c := Default()
-	if err := s.applySets(c); err != nil {
-		return err
+	return s.applySets(Default())
+}
+
+// FromFlags reports whether err (of Load) is only about command-line
+// overrides: every problem it lists came from a flag.
+func FromFlags(err error) bool {
+	if err == nil {
+		return false
 	}
-	return c.Validate()
+	for _, e := range unjoin(err) {
+		var ce *Error
+		if !errors.As(e, &ce) || !strings.HasPrefix(ce.Source, "flag ") {
+			return false
+		}
+	}
+	return true
 }
 
 // applySets applies s.Sets to c.

@@ -67,8 +67,8 @@ func parseGlobal(args []string, stderr io.Writer) (*global, error) {
 	}
 	g.source = config.Source{Path: path, Environ: os.Environ()}
 	override := func(kv, flag string) error {
-		// A bad flag is a bad command line (exit 2), whatever the file
-		// says: checked on its own, before anything is loaded.
+		// A flag naming no key, or a value of the wrong type, is a bad
+		// command line (exit 2), whatever the file says.
 		if err := config.CheckOverride(kv, flag); err != nil {
 			return &exitError{code: 2, msg: err.Error()}
 		}
@@ -89,6 +89,14 @@ func parseGlobal(args []string, stderr io.Writer) (*global, error) {
 	for _, kv := range sets {
 		if err := override(kv, "-set"); err != nil {
 			return nil, err
+		}
+	}
+	// A value a flag may not have, given the rest (the file, the
+	// environment), is a bad command line too; problems of the file are
+	// left to the command, which says what they mean for it.
+	if len(g.source.Sets) > 0 {
+		if _, err := g.source.Load(); config.FromFlags(err) {
+			return nil, &exitError{code: 2, msg: err.Error()}
 		}
 	}
 	return &g, nil
