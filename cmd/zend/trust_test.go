@@ -347,7 +347,8 @@ func TestUpgradeWithDaemonUser(t *testing.T) {
 
 			// A binary the daemon's user can read: refused, the old daemon
 			// serves on.
-			os.WriteFile(v2, []byte("#!/bin/sh\necho this build is broken >&2\nexit 3\n"), 0o755)
+			os.WriteFile(v2+".src", []byte("#!/bin/sh\necho this build is broken >&2\nexit 3\n"), 0o644)
+			copyFile(t, v2+".src", v2)
 			os.Remove(link)
 			os.Symlink("zend-v2", link)
 			_, errout, code := run("upgrade")

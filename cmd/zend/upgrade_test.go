@@ -32,7 +32,8 @@ func TestUpgradeUnderLoad(t *testing.T) {
 
 			// A broken binary: the upgrade fails, the old daemon serves on.
 			copyFile(t, filepath.Join(bin, "zend"), exe+".good")
-			os.WriteFile(exe+".broken", []byte("#!/bin/sh\necho this build is broken >&2\nexit 3\n"), 0o755)
+			os.WriteFile(exe+".broken.src", []byte("#!/bin/sh\necho this build is broken >&2\nexit 3\n"), 0o644)
+			copyFile(t, exe+".broken.src", exe+".broken")
 			os.Rename(exe+".broken", exe)
 			_, errout, code := run("upgrade")
 			if code != 1 || !strings.Contains(errout, "this build is broken") || !strings.Contains(errout, fmt.Sprintf("pid %d keeps serving", pid1)) {
@@ -107,11 +108,15 @@ func (d *daemonEnv) runAs(t *testing.T, daemonBin string) func(args ...string) (
 
 func copyFile(t *testing.T, from, to string) {
 	t.Helper()
-	b, err := os.ReadFile(from)
-	if err != nil {
-		t.Fatal(err)
+	// cp writes the copy, not this process: a child this process forks
+	// meanwhile (the load's, a daemon's) would inherit a descriptor open
+	// for writing on the new executable until it execs, and exec'ing the
+	// copy then fails with ETXTBSY (golang/go#22315; seen under load as
+	// "fork: write |1: broken pipe" from zend start).
+	if out, err := exec.Command("cp", from, to+".tmp").CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v %s", err, out)
 	}
-	if err := os.WriteFile(to+".tmp", b, 0o755); err != nil {
+	if err := os.Chmod(to+".tmp", 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Rename(to+".tmp", to); err != nil {
