@@ -14,13 +14,6 @@ import (
 	"zend/config"
 )
 
-// DefaultInetdLog is the log file in-zen1 and in-zen2 used by default
-// before they logged to syslog; packaging/logrotate/in-zen rotates it for
-// those that still name it with -log. It is not the daemon's file: that
-// one is rotated by the daemon, and only one process may write a file
-// lumberjack rotates.
-const DefaultInetdLog = "/var/log/zend/in-zen.log"
-
 // spareStderr is fd 2 as the process found it, kept by GuardStdio when it
 // is not the client's socket: the last place an inetd binary can say why
 // it cannot log.
