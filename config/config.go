@@ -16,6 +16,18 @@ const DefaultPath = "/etc/zend.toml"
 // log.file is not set. "zend run" logs to stderr instead.
 const DefaultLogFile = "/var/log/zend/zend.log"
 
+// The log.file values that name a log service instead of a file: the
+// local syslog socket (/dev/log, RFC 5424 records) and systemd's journal
+// (its native protocol). "./syslog" names a file called syslog.
+const (
+	LogSyslog  = "syslog"
+	LogJournal = "journal"
+)
+
+// IsLogService reports whether a log.file value names a log service
+// (LogSyslog or LogJournal) rather than a file or "-".
+func IsLogService(p string) bool { return p == LogSyslog || p == LogJournal }
+
 // Config is zend's whole configuration. The TOML names are a public
 // contract; env tags name the environment variable that overrides a key.
 type Config struct {
@@ -60,6 +72,7 @@ type Log struct {
 	File       string `toml:"file" env:"ZEND_LOG_FILE"`
 	Level      string `toml:"level" env:"ZEND_LOG_LEVEL"`
 	Format     string `toml:"format" env:"ZEND_LOG_FORMAT"`
+	Facility   string `toml:"facility" env:"ZEND_LOG_FACILITY"`
 	MaxSizeMB  int    `toml:"max_size_mb" env:"ZEND_LOG_MAX_SIZE_MB"`
 	MaxBackups int    `toml:"max_backups" env:"ZEND_LOG_MAX_BACKUPS"`
 	MaxAgeDays int    `toml:"max_age_days" env:"ZEND_LOG_MAX_AGE_DAYS"`
@@ -116,6 +129,7 @@ func Default() *Config {
 		Log: Log{
 			Level:      "info",
 			Format:     "text",
+			Facility:   "daemon",
 			MaxSizeMB:  100,
 			MaxBackups: 7,
 			MaxAgeDays: 28,

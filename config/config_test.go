@@ -566,3 +566,73 @@ max_connections = 0
 		}
 	}
 }
+
+// TestLogTargetKeys checks log.file's service names and log.facility: what
+// loads, and that a bad facility names the file, line, key and every
+// allowed name.
+func TestLogTargetKeys(t *testing.T) {
+	tests := []struct {
+		name, text string
+		want       []string // substrings of the error; nil: it loads
+	}{
+		// syslog is a service, not a file relative to the config's folder.
+		{"syslog", "[log]\nfile = \"syslog\"\n", nil},
+		// journal likewise.
+		{"journal", "[log]\nfile = \"journal\"\n", nil},
+		// A file that happens to be called syslog is named with a path.
+		{"file named syslog", "[log]\nfile = \"./syslog\"\n", nil},
+		// Every allowed facility loads; local7 is the last one.
+		{"facility local7", "[log]\nfacility = \"local7\"\n", nil},
+		// authpriv, a name that is not a prefix of another.
+		{"facility authpriv", "[log]\nfacility = \"authpriv\"\n", nil},
+		// An unknown facility lists the allowed ones.
+		{"unknown facility", "[log]\nfacility = \"local8\"\n", []string{"zend.toml:2: log.facility: unknown facility \"local8\": allowed are user, mail, daemon,", "local7"}},
+		// kern is the kernel's: refused.
+		{"kern", "[log]\n\nfacility = \"kern\"\n", []string{"zend.toml:3: log.facility: unknown facility \"kern\""}},
+		// Names are lower case, as syslog.conf writes them.
+		{"upper case", "[log]\nfacility = \"DAEMON\"\n", []string{"zend.toml:2: log.facility:"}},
+		// Empty is not "the default": it is a mistake.
+		{"empty facility", "[log]\nfacility = \"\"\n", []string{"zend.toml:2: log.facility: unknown facility \"\""}},
+		// A facility is a name, not a number.
+		{"number", "[log]\nfacility = 3\n", []string{"zend.toml:2: log.facility: wrong type"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Source{Path: write(t, tt.text)}.Load()
+			if tt.want == nil {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if IsLogService(c.Log.File) && c.Abs(c.Log.File) == c.Log.File {
+					t.Fatalf("Abs(%q) unchanged: test is wrong", c.Log.File)
+				}
+				return
+			}
+			if err == nil || !errors.Is(err, ErrInvalid) {
+				t.Fatalf("error %v, want ErrInvalid", err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// TestFacilityCode checks the RFC 5424 numbers.
+func TestFacilityCode(t *testing.T) {
+	for name, want := range map[string]int{"user": 1, "daemon": 3, "auth": 4, "authpriv": 10, "ftp": 11, "local0": 16, "local7": 23, "bogus": 3} {
+		if got := FacilityCode(name); got != want {
+			t.Errorf("FacilityCode(%q) = %d, want %d", name, got, want)
+		}
+	}
+}
+
+// TestSyslogSocketVariableIsNotAKey: the test-only ZEND_SYSLOG_SOCKET is
+// not rejected as an unknown variable.
+func TestSyslogSocketVariableIsNotAKey(t *testing.T) {
+	if _, err := (Source{Path: write(t, ""), Environ: []string{EnvSyslogSocket + "=/tmp/x"}}).Load(); err != nil {
+		t.Fatal(err)
+	}
+}

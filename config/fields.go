@@ -82,6 +82,11 @@ func buildFields() []field {
 // file (as -c does).
 const EnvConfig = "ZEND_CONFIG"
 
+// EnvSyslogSocket names the environment variable that replaces /dev/log,
+// for tests only: a test owns a socket standing in for syslog. It is not
+// a configuration key, and not listed among the variables.
+const EnvSyslogSocket = "ZEND_SYSLOG_SOCKET"
+
 // ApplyEnv applies every ZEND_* variable of environ (as os.Environ returns
 // it) on top of c. A ZEND_* variable that zend does not know, or a value
 // that does not parse, is an error matching ErrInvalid; all of them are
@@ -91,7 +96,7 @@ func (c *Config) ApplyEnv(environ []string) error {
 	sort.Strings(environ)
 	for _, kv := range environ {
 		name, value, _ := strings.Cut(kv, "=")
-		if !strings.HasPrefix(name, "ZEND_") || name == EnvConfig {
+		if !strings.HasPrefix(name, "ZEND_") || name == EnvConfig || name == EnvSyslogSocket {
 			continue
 		}
 		f, ok := fieldByEnv[name]

@@ -29,7 +29,7 @@ func fieldValue(c *Config, f field) reflect.Value {
 // keyValue returns the value of key in c, a path made absolute.
 func keyValue(c *Config, key string) any {
 	v := fieldValue(c, fieldByKey[key]).Interface()
-	if s, ok := v.(string); ok && pathKeys[key] {
+	if s, ok := v.(string); ok && pathKeys[key] && !(key == "log.file" && IsLogService(s)) {
 		return c.Abs(s)
 	}
 	return v

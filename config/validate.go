@@ -19,6 +19,28 @@ var Levels = []string{"debug", "info", "warn", "error"}
 // Formats are the allowed values of log.format.
 var Formats = []string{"text", "json"}
 
+// Facilities are the allowed values of log.facility, the syslog facility
+// of records sent to syslog or the journal, by their RFC 5424 numbers.
+// kern (0) is left out: only the kernel logs there.
+var Facilities = []string{
+	"user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv", "ftp",
+	"local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7",
+}
+
+// FacilityCode returns the RFC 5424 number of a facility of Facilities,
+// and daemon's (3) for any other name.
+func FacilityCode(name string) int {
+	for i, f := range Facilities {
+		if f == name {
+			if i >= 11 { // local0 is 16
+				return i + 5
+			}
+			return i + 1
+		}
+	}
+	return 3
+}
+
 // MaxQuestionBytesLimit is the largest allowed limits.max_question_bytes:
 // zend buffers up to that much of an unfinished question per connection,
 // so with the default 10,000 connections 64 KiB is at most 640 MiB (1 MiB
@@ -205,7 +227,7 @@ func (c *Config) Validate() error {
 		bad("daemon.pidfile", "%q: the lock (.lock) and the control socket (.sock) take the pidfile's name: allowed is a name ending in .pid, such as \"/run/zend/zend.pid\"", p)
 	}
 	if p := c.Log.File; strings.HasSuffix(p, "/") || p != "" && p != "-" && (filepath.Base(p) == "." || filepath.Base(p) == "..") {
-		bad("log.file", "%q names a folder: allowed is a file path such as \"/var/log/zend/zend.log\", or \"-\" for stderr", p)
+		bad("log.file", "%q names a folder: allowed is a file path such as \"/var/log/zend/zend.log\", \"-\" for stderr, \"syslog\" or \"journal\"", p)
 	}
 	if _, err := ParseUmask(c.Daemon.Umask); err != nil {
 		bad("daemon.umask", "%v", err)
@@ -219,6 +241,9 @@ func (c *Config) Validate() error {
 	}
 	if !oneOf(c.Log.Format, Formats) {
 		bad("log.format", "unknown format %q: allowed are %s", c.Log.Format, strings.Join(Formats, ", "))
+	}
+	if !oneOf(c.Log.Facility, Facilities) {
+		bad("log.facility", "unknown facility %q: allowed are %s", c.Log.Facility, strings.Join(Facilities, ", "))
 	}
 	if c.Log.MaxSizeMB < 0 || c.Log.MaxSizeMB > maxLogSizeMB {
 		bad("log.max_size_mb", "%d: allowed is 0 (no size rotation) to %d (1 TiB)", c.Log.MaxSizeMB, maxLogSizeMB)

@@ -180,7 +180,7 @@ func assemble(ctx context.Context, src config.Source, l launch) (err error) {
 		log.Warn("daemon.user ignored: not started as root", "user", cfg.Daemon.User, "uid", os.Geteuid())
 		cred = nil
 	}
-	if logFile != "" {
+	if logFile != "" && !config.IsLogService(logFile) {
 		if err := prepareLogDir(filepath.Dir(logFile), cred); err != nil {
 			return fail(fmt.Errorf("log.file %s: %w", logFile, err))
 		}

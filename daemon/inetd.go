@@ -14,15 +14,21 @@ import (
 	"zend/config"
 )
 
-// DefaultInetdLog is where in-zen1 and in-zen2 log when -log is not given.
-// It is not the daemon's file: that one is rotated by the daemon, and only
-// one process may write a file lumberjack rotates.
-const DefaultInetdLog = "/var/log/zend/in-zen.log"
+// spareStderr is fd 2 as the process found it, kept by GuardStdio when it
+// is not the client's socket: the last place an inetd binary can say why
+// it cannot log.
+var spareStderr *os.File
 
 // GuardStdio points fds 1 and 2 at /dev/null. Under inetd they are the
 // client's socket: this must run before anything can write, so that
-// nothing but protocol bytes ever reaches the client.
+// nothing but protocol bytes ever reaches the client. An fd 2 that is not
+// the client (a terminal, systemd's journal stream) is kept aside first.
 func GuardStdio() {
+	if stderrNotClient() {
+		if fd, err := unix.FcntlInt(2, unix.F_DUPFD_CLOEXEC, 3); err == nil {
+			spareStderr = os.NewFile(uintptr(fd), "stderr")
+		}
+	}
 	null, err := unix.Open(os.DevNull, unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
 		// Without /dev/null, closing is the only way off the socket.
@@ -35,32 +41,123 @@ func GuardStdio() {
 	unix.Close(null)
 }
 
-// InetdLog opens path for appending (0640, folder 0750) and puts it on fds
-// 1 and 2, so that a runtime panic or a library's write to stderr lands in
-// the log. Every record is one write(2) to an O_APPEND file, so that many
-// processes can log at once without interleaving; nothing is rotated here
-// (see packaging/logrotate/in-zen). When the file cannot be opened, the
-// logger discards and the error says why.
-func InetdLog(path string, cfg *config.Config, name string) (*slog.Logger, error) {
-	opts := &slog.HandlerOptions{Level: logLevel(cfg.Log.Level)}
-	newLogger := func(w io.Writer) *slog.Logger {
-		var h slog.Handler = slog.NewTextHandler(w, opts)
-		if cfg.Log.Format == "json" {
-			h = slog.NewJSONHandler(w, opts)
-		}
-		return slog.New(h).With("prog", name, "pid", os.Getpid())
+// stderrNotClient reports whether fd 2 is open and cannot be the client:
+// not a socket, or a Unix socket other than the one on fd 0 (inetd passes
+// the client, or in wait mode its listening socket, on fds 0, 1 and 2;
+// systemd's Accept=yes may put the journal's stream on fd 2). Any other
+// socket counts as the client.
+func stderrNotClient() bool {
+	var st0, st2 unix.Stat_t
+	if unix.Fstat(2, &st2) != nil {
+		return false
 	}
+	if st2.Mode&unix.S_IFMT != unix.S_IFSOCK {
+		return true
+	}
+	if unix.Fstat(0, &st0) == nil && st0.Dev == st2.Dev && st0.Ino == st2.Ino {
+		return false
+	}
+	sa, err := unix.Getsockname(2)
+	if err != nil {
+		return false
+	}
+	_, isUnix := sa.(*unix.SockaddrUnix)
+	return isUnix
+}
+
+// InetdLog returns the logger of an inetd binary called name, writing to
+// target: config.LogSyslog, config.LogJournal, or a file.
+//
+// A file is opened for appending (0640, folder 0750) and put on fds 1 and
+// 2, so that a runtime panic or a library's write to stderr lands in the
+// log. Every record is one write(2) to an O_APPEND file, so that many
+// processes can log at once without interleaving; nothing is rotated here
+// (see packaging/logrotate/in-zen). syslog and the journal take one
+// datagram per record from any number of processes.
+//
+// What cannot be opened falls back, and the first records say why: a
+// file or the journal to syslog, syslog to the stderr the process was
+// started with when that is not the client's socket (see GuardStdio).
+// With none of them ok is false and the logger discards: the binary must
+// stop, silently, with a non-zero exit code.
+func InetdLog(target string, cfg *config.Config, name string) (log *slog.Logger, ok bool) {
+	type failure struct {
+		msg  string
+		args []any
+	}
+	var failed []failure
+	report := func(l *slog.Logger) *slog.Logger {
+		for _, f := range failed {
+			l.Error(f.msg, f.args...)
+		}
+		return l
+	}
+	if !config.IsLogService(target) {
+		l, err := inetdFileLog(target, cfg, name)
+		if err == nil {
+			return l, true
+		}
+		failed = append(failed, failure{"cannot open the log file, logging to syslog instead", []any{"file", target, "err", err.Error()}})
+		target = config.LogSyslog
+	}
+	if target == config.LogJournal {
+		l, err := inetdServiceLog(config.LogJournal, cfg, name)
+		if err == nil {
+			return report(l), true
+		}
+		failed = append(failed, failure{"cannot log to the journal, logging to syslog instead", []any{"err", err.Error()}})
+	}
+	l, err := inetdServiceLog(config.LogSyslog, cfg, name)
+	if err == nil {
+		return report(l), true
+	}
+	failed = append(failed, failure{"cannot log to syslog, logging to stderr", []any{"socket", syslogSocket(), "err", err.Error()}})
+	if spareStderr != nil {
+		for _, fd := range []int{1, 2} {
+			unix.Dup2(int(spareStderr.Fd()), fd)
+		}
+		return report(inetdLogger(spareStderr, cfg, name)), true
+	}
+	return slog.New(slog.DiscardHandler), false
+}
+
+// inetdLogger returns a logger of cfg's level and format on w.
+func inetdLogger(w io.Writer, cfg *config.Config, name string) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: logLevel(cfg.Log.Level)}
+	var h slog.Handler = slog.NewTextHandler(w, opts)
+	if cfg.Log.Format == "json" {
+		h = slog.NewJSONHandler(w, opts)
+	}
+	return slog.New(h).With("prog", name, "pid", os.Getpid())
+}
+
+// inetdFileLog opens the log file path and puts it on fds 1 and 2.
+func inetdFileLog(path string, cfg *config.Config, name string) (*slog.Logger, error) {
 	f, err := openAppend(path)
 	if err != nil {
-		return newLogger(io.Discard), err
+		return nil, err
 	}
 	for _, fd := range []int{1, 2} {
 		if err := unix.Dup2(int(f.Fd()), fd); err != nil {
 			f.Close()
-			return newLogger(io.Discard), fmt.Errorf("log: dup2 onto fd %d: %w", fd, err)
+			return nil, fmt.Errorf("log: dup2 onto fd %d: %w", fd, err)
 		}
 	}
-	return newLogger(f), nil
+	return inetdLogger(f, cfg, name), nil
+}
+
+// inetdServiceLog connects to syslog or the journal. The program's name
+// and pid are the records' APP-NAME and PROCID (SYSLOG_IDENTIFIER and
+// _PID in the journal), so they are not repeated as attributes.
+func inetdServiceLog(target string, cfg *config.Config, name string) (*slog.Logger, error) {
+	c := *cfg
+	c.Log.File = target
+	s := newLogSink(&c, target, nil, false)
+	s.service = newLogService(target, name)
+	if err := s.Open(); err != nil {
+		return nil, err
+	}
+	return s.Logger(), nil
 }
 
 // ErrNotListening is returned by InetdListener when fd 0 is not a
@@ -137,21 +234,33 @@ func nullStdin() {
 
 // InetdBoot starts an inetd binary: it parses args with fs (to which it
 // adds -c and -log), loads the configuration and opens the log (see
-// InetdLog). It returns the exit code when the binary must stop instead:
-// 2 for a bad command line, 1 for a configuration that does not load,
-// said in the log when the log could be opened (a broken configuration
-// never falls back to defaults).
+// InetdLog): -log FILE, -log syslog or -log journal; without -log,
+// log.file when it names syslog or the journal, else syslog (log.file
+// naming a file is the daemon's, which only the daemon may write). It
+// returns the exit code when the binary must stop instead: 2 for a bad
+// command line, 1 for a configuration that does not load (said in the
+// log; a broken configuration never falls back to defaults), and 1,
+// silently, when nothing can log.
 func InetdBoot(fs *flag.FlagSet, args []string, usage string) (*config.Config, *slog.Logger, int) {
 	fs.SetOutput(io.Discard)
 	cfgPath := fs.String("c", "", "configuration file (default $ZEND_CONFIG, else "+config.DefaultPath+")")
-	logPath := fs.String("log", DefaultInetdLog, "log file")
+	logTarget := fs.String("log", "", "log file, or syslog or journal (default: log.file when it is syslog or journal, else syslog)")
 	ferr := fs.Parse(args)
 	cfg, cerr := config.Source{Path: *cfgPath, Environ: os.Environ()}.Load()
 	if cerr != nil {
 		cfg = config.Default() // for the log's settings only
 	}
-	log, _ := InetdLog(*logPath, cfg, fs.Name())
+	target := *logTarget
+	if target == "" {
+		target = config.LogSyslog
+		if config.IsLogService(cfg.Log.File) {
+			target = cfg.Log.File
+		}
+	}
+	log, ok := InetdLog(target, cfg, fs.Name())
 	switch {
+	case !ok:
+		return nil, log, 1
 	case ferr != nil:
 		log.Error("bad command line", "err", ferr.Error(), "usage", usage)
 		return nil, log, 2

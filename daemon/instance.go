@@ -172,8 +172,12 @@ func (in *instance) loop(ctx context.Context, sigc <-chan os.Signal) error {
 			case syscall.SIGUSR1:
 				// A failure is reported by the sink itself, into the
 				// file still open.
-				if in.sink.Reopen() == nil {
+				// syslog and the journal are reconnected; a failure
+				// is logged through the next connection that works.
+				if err := in.sink.Reopen(); err == nil {
 					in.log.Info("log file reopened", "file", in.sink.Path())
+				} else if !in.sink.OnFile() {
+					in.log.Error("cannot reconnect to the log service", "target", in.sink.Path(), "err", err.Error())
 				}
 			default:
 				stop(sig.String())

@@ -44,6 +44,11 @@ import (
 //     every rotation and reopen, so that a runtime panic lands in the
 //     current file.
 //   - One writer process only: in-zen binaries never use this writer.
+//
+// With log.file = "syslog" or "journal" the sink sends each record to that
+// service instead (logservice.go): no file, no rotation, fds 1 and 2 left
+// alone; the socket too is opened by Open, after the privilege drop, and
+// SIGUSR1 reconnects it.
 type logSink struct {
 	level   slog.LevelVar
 	handler atomic.Pointer[slog.Handler]
@@ -57,7 +62,11 @@ type logSink struct {
 	mu       sync.Mutex
 	stderr   io.Writer
 	settings config.Log
-	path     string             // "" means stderr
+	path     string             // "" means stderr; "syslog" or "journal" with service
+	service  logService         // nil unless the log goes to syslog or the journal
+	early    []*entry           // service records before Open
+	opened   bool               // service: Open succeeded
+	lost     int                // service records lost since the last one sent
 	lj       *lumberjack.Logger // nil until Open, and when path is ""
 	pending  *bytes.Buffer      // records before Open
 	size     int64              // bytes in the current file, as lumberjack counts
@@ -75,7 +84,10 @@ const maxPending = 256 << 10
 // settings of cfg. Nothing is opened until Open.
 func newLogSink(cfg *config.Config, path string, stderr io.Writer, stdFds bool) *logSink {
 	s := &logSink{stderr: stderr, stdFds: stdFds, path: path, settings: cfg.Log}
-	if path != "" {
+	if config.IsLogService(path) {
+		s.service = newLogService(path, "zend")
+		s.stdFds = false
+	} else if path != "" {
 		s.pending = &bytes.Buffer{}
 	}
 	s.SetFormat(cfg.Log)
@@ -91,6 +103,9 @@ func logPath(cfg *config.Config, defaultFile string) string {
 	if p == "-" {
 		return ""
 	}
+	if config.IsLogService(p) {
+		return p
+	}
 	return cfg.Abs(p)
 }
 
@@ -100,6 +115,20 @@ func logPath(cfg *config.Config, defaultFile string) string {
 func (s *logSink) Open() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.service != nil {
+		if s.opened {
+			return nil
+		}
+		if err := s.service.open(); err != nil {
+			return err
+		}
+		s.opened = true
+		for _, e := range s.early {
+			s.sendLocked(e)
+		}
+		s.early = nil
+		return nil
+	}
 	if s.path == "" || s.lj != nil {
 		return nil
 	}
@@ -142,13 +171,65 @@ func (s *logSink) Flush() {
 		s.stderr.Write(s.pending.Bytes())
 		s.pending.Reset()
 	}
+	for _, e := range s.early {
+		fmt.Fprintf(s.stderr, "%s %s\n", e.level, e.text)
+	}
+	s.early = nil
+}
+
+// maxEarly bounds the service records kept before Open.
+const maxEarly = 1000
+
+// emit sends one record of the service handler, or keeps it until Open.
+func (s *logSink) emit(e *entry) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.opened {
+		if len(s.early) < maxEarly {
+			s.early = append(s.early, e)
+		}
+		return
+	}
+	s.sendLocked(e)
+}
+
+// sendLocked sends e, reconnecting once when the send fails (syslog was
+// restarted). A record that still cannot go is counted, and the first one
+// sent afterwards is followed by a warning saying how many were lost.
+func (s *logSink) sendLocked(e *entry) {
+	err := s.service.send(e)
+	if err != nil {
+		if s.service.reopen() == nil {
+			err = s.service.send(e)
+		}
+	}
+	if err != nil {
+		if s.lost == 0 {
+			s.failing = err
+		}
+		s.lost++
+		return
+	}
+	if s.lost > 0 {
+		w := &entry{t: time.Now(), level: slog.LevelWarn, facility: e.facility,
+			text:   fmt.Sprintf("log records lost before this one lost=%d err=%q", s.lost, s.failing.Error()),
+			fields: [][2]string{{"LOST", fmt.Sprint(s.lost)}, {"ERR", s.failing.Error()}}}
+		if s.service.send(w) == nil {
+			s.lost, s.failing = 0, nil
+		}
+	}
 }
 
 // SetFormat applies the level and format of l: what a reload may change
 // in [log].
 func (s *logSink) SetFormat(l config.Log) {
 	s.level.Set(logLevel(l.Level))
-	h := s.newHandler(s, l.Format)
+	var h slog.Handler
+	if s.service != nil {
+		h = &serviceHandler{emit: s.emit, level: &s.level, format: l.Format, facility: config.FacilityCode(l.Facility)}
+	} else {
+		h = s.newHandler(s, l.Format)
+	}
 	s.format.Store(l.Format)
 	s.handler.Store(&h)
 }
@@ -283,6 +364,12 @@ func (s *logSink) current() bool {
 func (s *logSink) Reopen() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.service != nil {
+		if !s.opened {
+			return nil
+		}
+		return s.service.reopen()
+	}
 	if s.lj == nil {
 		return nil
 	}
@@ -329,18 +416,25 @@ func (s *logSink) reopenLocked() error {
 func (s *logSink) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.service != nil {
+		return s.service.close()
+	}
 	if s.lj != nil {
 		return s.lj.Close()
 	}
 	return nil
 }
 
-// Path returns the log file, "" for stderr.
+// Path returns the log file, "" for stderr, "syslog" or "journal".
 func (s *logSink) Path() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.path
 }
+
+// OnFile reports whether the log goes to a file (which is then on fds 1
+// and 2 with StdFds).
+func (s *logSink) OnFile() bool { return s.path != "" && s.service == nil }
 
 // Logger returns a logger that follows the sink's current handler.
 func (s *logSink) Logger() *slog.Logger { return slog.New(swapHandler{s}) }

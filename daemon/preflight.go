@@ -64,7 +64,7 @@ func Preflight(cfg *config.Config, daemon bool) error {
 	if daemon {
 		defLog = config.DefaultLogFile
 	}
-	if p := logPath(cfg, defLog); p != "" && (rootStarts == (os.Geteuid() == 0)) {
+	if p := logPath(cfg, defLog); p != "" && !config.IsLogService(p) && (rootStarts == (os.Geteuid() == 0)) {
 		allowed := "a file in a folder the daemon can write"
 		if cred != nil {
 			allowed = fmt.Sprintf("a file in a folder %s owns (or one root can create for it) and nobody else can write, such as /var/log/zend owned by %s, mode 0750", cred.user, cred.user)

@@ -429,9 +429,9 @@ func daemonStage(ctx context.Context, opts StartOptions) error {
 		ready: func(in *instance) {
 			fmt.Fprintln(ready, msgReady) // step 14: initialisation is complete
 			ready.Close()
-			if in.sink.Path() == "" {
-				// log.file = "-": stderr was the readiness pipe, which
-				// nobody reads any more (step 9).
+			if !in.sink.OnFile() {
+				// log.file = "-", "syslog" or "journal": stderr was the
+				// readiness pipe, which nobody reads any more (step 9).
 				if null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0); err == nil {
 					unix.Dup2(int(null.Fd()), 1)
 					unix.Dup2(int(null.Fd()), 2)

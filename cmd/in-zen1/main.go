@@ -2,12 +2,13 @@
 // wait = no), as the chapter's in_zen1.py: inetd accepts the connection
 // and starts in-zen1 with the socket on fd 0 (and 1 and 2).
 //
-//	in-zen1 [-c FILE] [-log FILE]
+//	in-zen1 [-c FILE] [-log FILE|syslog|journal]
 //
 // It serves that one conversation with the daemon's protocol code and
 // limits, then exits 0. Before anything can write, fds 1 and 2 are moved
-// off the socket onto the log (default /var/log/zend/in-zen.log), so that
-// nothing but protocol bytes ever reaches the client.
+// off the socket (onto the log when it is a file), so that nothing but
+// protocol bytes ever reaches the client. It logs to syslog unless -log,
+// or log.file = "journal", says otherwise; see daemon.InetdBoot.
 package main
 
 import (
@@ -28,7 +29,7 @@ func main() {
 
 // run serves the conversation on fd 0 and returns the exit code.
 func run(args []string) int {
-	cfg, log, code := daemon.InetdBoot(flag.NewFlagSet("in-zen1", flag.ContinueOnError), args, "in-zen1 [-c FILE] [-log FILE]")
+	cfg, log, code := daemon.InetdBoot(flag.NewFlagSet("in-zen1", flag.ContinueOnError), args, "in-zen1 [-c FILE] [-log FILE|syslog|journal]")
 	if code != 0 {
 		return code
 	}

@@ -3,7 +3,7 @@
 // socket on fd 0 when the first client arrives, and takes the port back
 // when it exits.
 //
-//	in-zen2 [-c FILE] [-log FILE] [-timeout 8s]
+//	in-zen2 [-c FILE] [-log FILE|syslog|journal] [-timeout 8s]
 //
 // It accepts and serves clients concurrently with the daemon's protocol
 // code and limits, and exits 0 once it has had no new connection for
@@ -35,7 +35,7 @@ func main() {
 func run(args []string) int {
 	fs := flag.NewFlagSet("in-zen2", flag.ContinueOnError)
 	timeout := fs.Duration("timeout", 8*time.Second, "exit after this long without a new connection")
-	cfg, log, code := daemon.InetdBoot(fs, args, "in-zen2 [-c FILE] [-log FILE] [-timeout 8s]")
+	cfg, log, code := daemon.InetdBoot(fs, args, "in-zen2 [-c FILE] [-log FILE|syslog|journal] [-timeout 8s]")
 	if code == 0 && *timeout <= 0 {
 		log.Error("bad command line", "err", "-timeout must be positive")
 		code = 2

@@ -1,0 +1,231 @@
+package daemon
+
+import (
+	"bufio"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"zend/config"
+)
+
+// sockDir is a short folder for sockets (sun_path holds 108 bytes, less
+// than t.TempDir's names can be).
+func sockDir(t *testing.T) string {
+	t.Helper()
+	d, err := os.MkdirTemp("", "zl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}
+
+// fakeSyslog is a datagram socket the test owns, standing in for /dev/log;
+// ZEND_SYSLOG_SOCKET points the code at it.
+func fakeSyslog(t *testing.T) *net.UnixConn {
+	t.Helper()
+	p := filepath.Join(sockDir(t), "log")
+	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: p, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	t.Setenv(config.EnvSyslogSocket, p)
+	return c
+}
+
+func readDatagram(t *testing.T, c *net.UnixConn) string {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b := make([]byte, 64<<10)
+	n, err := c.Read(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b[:n])
+}
+
+// rx5424 is an RFC 5424 record with no MSGID and no structured data.
+var rx5424 = regexp.MustCompile(`^<(\d{1,3})>1 (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z) (\S+) (\S+) (\d+) - - (.*)$`)
+
+func TestSeverity(t *testing.T) {
+	for _, tt := range []struct {
+		l    slog.Level
+		want int
+	}{
+		{slog.LevelDebug, 7}, {slog.LevelInfo, 6}, {slog.LevelInfo + 2, 5},
+		{slog.LevelWarn, 4}, {slog.LevelError, 3}, {slog.LevelError + 4, 2},
+	} {
+		if got := severity(tt.l); got != tt.want {
+			t.Errorf("severity(%v) = %d, want %d", tt.l, got, tt.want)
+		}
+	}
+}
+
+// TestSyslogSink logs through a sink with log.file = "syslog" and checks
+// each datagram: framing, PRI = facility*8 + severity, host, app, pid and
+// the message with its attributes.
+func TestSyslogSink(t *testing.T) {
+	srv := fakeSyslog(t)
+	cfg := config.Default()
+	cfg.Log.File, cfg.Log.Facility, cfg.Log.Level = "syslog", "local3", "debug"
+	s := newLogSink(cfg, logPath(cfg, ""), os.Stderr, true)
+	log := s.Logger().With("conn", 7)
+	log.Warn("before open", "n", 1) // kept until Open
+	if err := s.Open(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	host, _ := os.Hostname()
+	check := func(pri int, msg string) {
+		t.Helper()
+		got := readDatagram(t, srv)
+		m := rx5424.FindStringSubmatch(got)
+		if m == nil {
+			t.Fatalf("not RFC 5424: %q", got)
+		}
+		if m[1] != fmt.Sprint(pri) || m[3] != header(host, 255) || m[4] != "zend" || m[5] != fmt.Sprint(os.Getpid()) || m[6] != msg {
+			t.Fatalf("record %q: pri %s host %s app %s pid %s msg %q; want pri %d msg %q", got, m[1], m[3], m[4], m[5], m[6], pri, msg)
+		}
+		if ts, err := time.Parse(time.RFC3339Nano, m[2]); err != nil || time.Since(ts) > time.Minute {
+			t.Fatalf("timestamp %s: %v", m[2], err)
+		}
+	}
+	check(19*8+4, "before open conn=7 n=1")
+	log.Info("accepted", "client", "127.0.0.1:5")
+	check(19*8+6, "accepted conn=7 client=127.0.0.1:5")
+	log.Error("two\nlines", "reason", "a b\nc")
+	check(19*8+3, `two lines conn=7 reason="a b\nc"`)
+	s.Logger().Debug("dbg")
+	check(19*8+7, "dbg")
+
+	// The level and facility follow a reload; json prints the object.
+	cfg.Log.Facility, cfg.Log.Format, cfg.Log.Level = "daemon", "json", "info"
+	s.SetFormat(cfg.Log)
+	log.Debug("hidden")
+	log.WithGroup("g").Info("x", "k", "v")
+	check(3*8+6, `{"msg":"x","conn":7,"g":{"k":"v"}}`)
+
+	// SIGUSR1 reconnects; a syslog that went away and came back is
+	// reconnected by the next record.
+	if err := s.Reopen(); err != nil {
+		t.Fatal(err)
+	}
+	log.Info("after reopen")
+	check(3*8+6, `{"msg":"after reopen","conn":7}`)
+}
+
+// TestSyslogSinkLosesAndSays: records sent while syslog is gone are
+// counted, and the first one after it is back says how many were lost.
+func TestSyslogSinkLosesAndSays(t *testing.T) {
+	srv := fakeSyslog(t)
+	path := os.Getenv(config.EnvSyslogSocket)
+	cfg := config.Default()
+	cfg.Log.File = "syslog"
+	s := newLogSink(cfg, "syslog", os.Stderr, false)
+	if err := s.Open(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	log := s.Logger()
+	srv.Close()
+	os.Remove(path)
+	log.Info("lost one")
+	log.Info("lost two")
+	srv2, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv2.Close()
+	log.Info("back")
+	if got := readDatagram(t, srv2); !strings.HasSuffix(got, " back") {
+		t.Fatalf("first record after: %q", got)
+	}
+	if got := readDatagram(t, srv2); !strings.Contains(got, "log records lost before this one lost=2") || !strings.HasPrefix(got, "<28>1 ") {
+		t.Fatalf("loss report: %q", got)
+	}
+}
+
+// TestSyslogStream: a syslog listening on a stream socket gets one
+// newline-terminated record per line.
+func TestSyslogStream(t *testing.T) {
+	p := filepath.Join(sockDir(t), "log")
+	ln, err := net.Listen("unix", p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	t.Setenv(config.EnvSyslogSocket, p)
+	svc := newLogService("syslog", "in-zen1")
+	if err := svc.open(); err != nil {
+		t.Fatal(err)
+	}
+	defer svc.close()
+	c, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	svc.send(&entry{t: time.Now(), level: slog.LevelError, facility: 1, text: "one"})
+	svc.send(&entry{t: time.Now(), level: slog.LevelInfo, facility: 1, text: "two"})
+	r := bufio.NewReader(c)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for _, want := range []string{"<11>1 ", "<14>1 "} {
+		line, err := r.ReadString('\n')
+		if err != nil || !strings.HasPrefix(line, want) || !strings.Contains(line, " in-zen1 ") {
+			t.Fatalf("line %q (%v), want prefix %q", line, err, want)
+		}
+	}
+}
+
+// TestJournalFields checks the entry the journal gets: MESSAGE text and
+// the attributes as upper-case field names.
+func TestJournalFields(t *testing.T) {
+	var got *entry
+	h := &serviceHandler{emit: func(e *entry) { got = e }, level: slog.LevelInfo, format: "json", facility: 3}
+	slog.New(h).With("client", "1.2.3.4:5").WithGroup("tls").Warn("closed", "reason", "idle\ntimeout", "priority", 1, "2x", "y")
+	want := [][2]string{{"CLIENT", "1.2.3.4:5"}, {"TLS_REASON", "idle\ntimeout"}, {"TLS_PRIORITY", "1"}, {"TLS_2X", "y"}}
+	if got == nil || fmt.Sprint(got.fields) != fmt.Sprint(want) {
+		t.Fatalf("fields %v, want %v", got.fields, want)
+	}
+	// text format: message first, bare.
+	h.format = "text"
+	slog.New(h).Info("accepted", "client", "x")
+	if got.text != "accepted client=x" {
+		t.Fatalf("text %q", got.text)
+	}
+	for in, want := range map[string]string{"_x": "ZEND__X", "9": "ZEND_9", "message": "ZEND_MESSAGE", "priority": "ZEND_PRIORITY", "a.b-c": "A_B_C", strings.Repeat("k", 70): strings.Repeat("K", 64)} {
+		if got := journalField(nil, in); got != want {
+			t.Errorf("journalField(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestInetdLogFallsBackToSyslog: an in-zen binary whose log file cannot be
+// opened says so in syslog, under its own name.
+func TestInetdLogFallsBackToSyslog(t *testing.T) {
+	srv := fakeSyslog(t)
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "file"), nil, 0o644)
+	bad := filepath.Join(dir, "file", "in-zen.log") // a folder that is a file
+	log, ok := InetdLog(bad, config.Default(), "in-zen1")
+	if !ok {
+		t.Fatal("no log")
+	}
+	got := readDatagram(t, srv)
+	if m := rx5424.FindStringSubmatch(got); m == nil || m[1] != "27" || m[4] != "in-zen1" ||
+		!strings.HasPrefix(m[6], "cannot open the log file, logging to syslog instead file="+bad) {
+		t.Fatalf("record %q", got)
+	}
+	log.Info("accepted")
+	if got := readDatagram(t, srv); !strings.HasPrefix(got, "<30>1 ") || !strings.HasSuffix(got, " - - accepted") {
+		t.Fatalf("record %q", got)
+	}
+}
