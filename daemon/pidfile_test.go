@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -295,6 +296,31 @@ func TestLogsDirectory(t *testing.T) {
 			t.Errorf("systemd's folder: preflight %v, uid %d mode %04o after start; want it given to nobody, 0750", usable, st.Uid, st.Mode&0o7777)
 		case !declared && (usable == nil || st.Uid != 0):
 			t.Errorf("a folder of root's systemd did not make: preflight %v, uid %d; want it refused and left to root", usable, st.Uid)
+		}
+	}
+}
+
+// TestRebornErr: go-daemon's second write to the child's stdin can fail
+// with EPIPE once the child has its context; with a child started that
+// is not a failed start (the readiness pipe decides), anything else is.
+func TestRebornErr(t *testing.T) {
+	child := &os.Process{Pid: 1}
+	epipe := &os.PathError{Op: "write", Path: "|1", Err: syscall.EPIPE}
+	tests := []struct {
+		name  string
+		child *os.Process
+		err   error
+		fails bool
+	}{
+		{"started", child, nil, false},                             // no error at all
+		{"second write after the child read", child, epipe, false}, // the seen flake
+		{"no child", nil, errors.New("fork/exec: ETXTBSY"), true},  // StartProcess failed
+		{"EPIPE without a child", nil, epipe, true},                // cannot happen, but is a failure
+		{"other write error", child, &os.PathError{Op: "write", Path: "|1", Err: syscall.EIO}, true},
+	}
+	for _, tt := range tests {
+		if got := rebornErr(tt.child, tt.err); (got != nil) != tt.fails {
+			t.Errorf("%s: rebornErr = %v, want failure %v", tt.name, got, tt.fails)
 		}
 	}
 }

@@ -167,7 +167,7 @@ func startParent(opts StartOptions) error {
 	dctx := &godaemon.Context{Env: env, Args: opts.Args}
 	child, err := dctx.Reborn()
 	w.Close()
-	if err != nil {
+	if err = rebornErr(child, err); err != nil {
 		return fmt.Errorf("fork: %w", err)
 	}
 	go child.Wait() // reap the first child when it exits (step 8)
@@ -324,6 +324,21 @@ func readyPipe() *os.File {
 		return nil
 	}
 	return os.NewFile(uintptr(fd), "readiness-pipe")
+}
+
+// rebornErr is the error of go-daemon's Reborn in the parent that means
+// the start failed. Reborn writes the context to the child's stdin, then
+// "\n\n" in a second write; the child stops reading once it has decoded
+// the context and puts /dev/null on fd 0, so that second write can fail
+// with EPIPE while the child goes on (seen under load: "fork: write |1:
+// broken pipe", and a daemon left running that start said had failed).
+// With a child started, EPIPE is not a failure: the readiness pipe says
+// whether the daemon came up.
+func rebornErr(child *os.Process, err error) error {
+	if child != nil && errors.Is(err, syscall.EPIPE) {
+		return nil
+	}
+	return err
 }
 
 // middleStage is the first child, a session leader since go-daemon's
