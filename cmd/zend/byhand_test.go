@@ -1,12 +1,14 @@
 package main_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // readmeBlock returns the shell block of the README that follows marker.
@@ -81,6 +83,35 @@ func TestSystemdByHand(t *testing.T) {
 	}
 	c.must("test", "-s", "/var/log/zend/zend.log")
 	c.must("systemctl", "reload", "zend.service")
+
+	// log.file = "journal": native entries with the conversation's fields.
+	c.sh(`sed -i 's|^\[log\]$|[log]\nfile = "journal"|' /etc/zend.toml && grep -q '^file = "journal"' /etc/zend.toml`)
+	c.must("systemctl", "restart", "zend.service")
+	c.waitActive("zend.service", "")
+	waitDial(t, addr)
+	client(t, addr)
+	var entries string
+	found := false
+	for end := time.Now().Add(20 * time.Second); !found; time.Sleep(100 * time.Millisecond) {
+		entries = c.must("journalctl", "-o", "json", "--no-pager", "SYSLOG_IDENTIFIER=zend")
+		for _, line := range strings.Split(entries, "\n") {
+			var e map[string]any
+			if json.Unmarshal([]byte(line), &e) != nil {
+				continue
+			}
+			msg, _ := e["MESSAGE"].(string)
+			cl, _ := e["CLIENT"].(string)
+			if strings.HasPrefix(msg, "closed") && strings.HasPrefix(cl, "127.0.0.1:") {
+				found = true
+				if e["PRIORITY"] != "6" {
+					t.Errorf("the conversation's end is not at info (6) in the journal: %s", line)
+				}
+			}
+		}
+		if !found && time.Now().After(end) {
+			t.Fatalf("no journal entry of a conversation's end with a CLIENT field:\n%s", entries)
+		}
+	}
 	c.must("systemctl", "stop", "zend.service")
 	// The notify unit, by hand too.
 	c.must("systemctl", "start", "zend-notify.service")
