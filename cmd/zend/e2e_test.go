@@ -695,16 +695,6 @@ func (l *load) waitMore(t *testing.T, n int64) {
 	})
 }
 
-// waitExit waits up to d for the process pid to be gone (or a zombie),
-// and fails the test if it is not.
-func waitExit(t *testing.T, pid int, d time.Duration) {
-	t.Helper()
-	waitUntil(t, d, fmt.Sprintf("pid %d to exit", pid), func() (bool, string) {
-		st := procStat(pid)
-		return st == nil || st[0] == "Z", fmt.Sprintf("state %v", st)
-	})
-}
-
 // halt stops the clients and returns how many conversations ran and
 // failed, and the failures.
 func (l *load) halt() (asked, failed int64, errs []string) {
