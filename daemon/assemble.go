@@ -342,19 +342,6 @@ func prepareLogDir(dir string, cred *credential) error {
 	}
 	var st unix.Stat_t
 	if err := unix.Stat(dir, &st); err == nil {
-		if st.Uid == 0 && int(st.Uid) != cred.uid && systemdMade(dir) {
-			// systemd made it for this unit (LogsDirectory=), owned by
-			// root: give it to the user, as zend does a folder it makes.
-			// The mode first: once the folder is the user's, changing it
-			// needs CAP_FOWNER, which zend.service does not grant.
-			if err := os.Chmod(dir, 0o750); err != nil {
-				return err
-			}
-			if err := os.Lchown(dir, cred.uid, cred.gid); err != nil {
-				return fmt.Errorf("give the log folder to %s: %w", cred.user, err)
-			}
-			unix.Stat(dir, &st)
-		}
 		return othersCannotWrite(dir, &st, cred)
 	} else if !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("log folder: %w", err)
@@ -373,19 +360,6 @@ func prepareLogDir(dir string, cred *credential) error {
 		return fmt.Errorf("give the log folder to %s: %w", cred.user, err)
 	}
 	return nil
-}
-
-// systemdMade reports whether systemd created dir for this service as
-// its LogsDirectory= ($LOGS_DIRECTORY lists them, colon-separated): a
-// folder the operator declared for zend's log, which zend may give to
-// daemon.user. No other existing folder of root's is ever given away.
-func systemdMade(dir string) bool {
-	for _, d := range strings.Split(os.Getenv("LOGS_DIRECTORY"), ":") {
-		if d != "" && filepath.Clean(d) == filepath.Clean(dir) {
-			return true
-		}
-	}
-	return false
 }
 
 // othersCannotWrite checks that only root and cred's user and group can

@@ -7,8 +7,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-
-	"golang.org/x/sys/unix"
 )
 
 func TestPidfile(t *testing.T) {
@@ -257,47 +255,6 @@ func file(t *testing.T, dir, name string, mode os.FileMode) string {
 		t.Fatal(err)
 	}
 	return f
-}
-
-// TestLogsDirectory: a log folder systemd made for the unit
-// (LogsDirectory=, root's) is given to daemon.user as zend starts, so a
-// unit copied by hand works without the package (seen: status=226/
-// NAMESPACE, then a folder the user could not write). Any other folder of
-// root's is never given away.
-func TestLogsDirectory(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatal("CI runs as root; giving a folder away needs it")
-		}
-		t.Skip("needs root")
-	}
-	cred, err := lookupCredential("nobody", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, declared := range []bool{true, false} {
-		dir := filepath.Join(t.TempDir(), "log")
-		if err := os.Mkdir(dir, 0o750); err != nil {
-			t.Fatal(err)
-		}
-		if declared {
-			t.Setenv("LOGS_DIRECTORY", "/elsewhere:"+dir)
-		} else {
-			t.Setenv("LOGS_DIRECTORY", "")
-		}
-		usable := logDirUsable(dir, cred)
-		if err := prepareLogDir(dir, cred); err != nil {
-			t.Fatalf("declared %v: prepareLogDir: %v", declared, err)
-		}
-		var st unix.Stat_t
-		unix.Stat(dir, &st)
-		switch {
-		case declared && (usable != nil || int(st.Uid) != cred.uid || st.Mode&0o7777 != 0o750):
-			t.Errorf("systemd's folder: preflight %v, uid %d mode %04o after start; want it given to nobody, 0750", usable, st.Uid, st.Mode&0o7777)
-		case !declared && (usable == nil || st.Uid != 0):
-			t.Errorf("a folder of root's systemd did not make: preflight %v, uid %d; want it refused and left to root", usable, st.Uid)
-		}
-	}
 }
 
 // TestRebornErr: go-daemon's second write to the child's stdin can fail

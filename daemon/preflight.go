@@ -218,9 +218,6 @@ func logDirUsable(dir string, cred *credential) error {
 		}
 		return fmt.Errorf("%s does not exist and its parent is not root's: create it, owned by %s", dir, cred.user)
 	}
-	if st.Uid == 0 && systemdMade(dir) && st.Mode&0o022 == 0 {
-		return nil // systemd's LogsDirectory=: zend gives it to the user as it starts
-	}
 	if err := othersCannotWrite(dir, &st, cred); err != nil {
 		return err
 	}

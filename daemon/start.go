@@ -270,10 +270,7 @@ func sanitizeEnv(environ []string) []string {
 // limits), GOGC, GODEBUG, GOTRACEBACK, and GORACE for a race-detector
 // build.
 var goRuntimeVar = map[string]bool{"GOMAXPROCS": true, "GOMEMLIMIT": true, "GOGC": true,
-	"GODEBUG": true, "GOTRACEBACK": true, "GORACE": true,
-	// And the folders systemd made for the unit (LogsDirectory= and
-	// friends), which the daemon stage reads (systemdMade).
-	"LOGS_DIRECTORY": true, "RUNTIME_DIRECTORY": true, "STATE_DIRECTORY": true}
+	"GODEBUG": true, "GOTRACEBACK": true, "GORACE": true}
 
 // markInheritedCloexec marks every descriptor above 2 that is not
 // close-on-exec (so was inherited, not opened by Go) close-on-exec, except

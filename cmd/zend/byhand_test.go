@@ -78,8 +78,8 @@ func TestSystemdByHand(t *testing.T) {
 	if uid := c.sh("ps -o user= -p " + pid); uid != "zend" {
 		t.Errorf("daemon runs as %q, want zend", uid)
 	}
-	if perms := c.sh("stat -c '%U %a' /var/log/zend"); perms != "zend 750" {
-		t.Errorf("/var/log/zend is %s, want zend 750", perms)
+	if perms := c.sh("stat -c '%U:%G %a' /var/log/zend"); perms != "zend:adm 2750" {
+		t.Errorf("/var/log/zend is %s, want zend:adm 2750 as the package makes it", perms)
 	}
 	c.must("test", "-s", "/var/log/zend/zend.log")
 	c.must("systemctl", "reload", "zend.service")

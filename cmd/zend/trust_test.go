@@ -283,7 +283,9 @@ func TestRunDropsPrivileges(t *testing.T) {
 	dir := t.TempDir()
 	openDirs(dir)
 	cfg := writeFile(t, dir, "zend.toml", fmt.Sprintf("[daemon]\nuser = %q\n", a.name))
-	p, addr := startZend(t, nil, "-c", cfg, "-listen", "127.0.0.1:0")
+	// The static zend, as shipped: every thread is checked below.
+	p := start(t, filepath.Join(staticBin, "zend"), nil, "-c", cfg, "-listen", "127.0.0.1:0", "run")
+	addr := p.waitLog(t, `msg=listening addr=(\S+)`)[1]
 	p.waitLog(t, `msg="dropped privileges" user=`+a.name)
 	client(t, addr)
 	checkDropped(t, p.cmd.Process.Pid, a.uid)
@@ -332,7 +334,8 @@ func TestUpgradeWithDaemonUser(t *testing.T) {
 			d := newUserDaemonEnv(t, a, "[server]\nengine = \""+engine+"\"\n")
 			// /usr/sbin/zend -> zend-v1, as an operator installs it.
 			v1, v2, link := filepath.Join(d.dir, "zend-v1"), filepath.Join(d.dir, "zend-v2"), filepath.Join(d.dir, "zend")
-			copyFile(t, filepath.Join(bin, "zend"), v1)
+			// The static zend, as shipped: every thread is checked below.
+			copyFile(t, filepath.Join(staticBin, "zend"), v1)
 			os.Chmod(v1, 0o711) // execute-only for the daemon's user
 			if err := os.Symlink("zend-v1", link); err != nil {
 				t.Fatal(err)
@@ -366,7 +369,7 @@ func TestUpgradeWithDaemonUser(t *testing.T) {
 			}
 
 			// The real v2, through the link.
-			copyFile(t, filepath.Join(bin, "zend"), v2)
+			copyFile(t, filepath.Join(staticBin, "zend"), v2)
 			os.Chmod(v2, 0o711)
 			out, errout, code := run("upgrade")
 			if code != 0 {
