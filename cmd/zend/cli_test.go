@@ -1,11 +1,16 @@
 package main_test
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // TestCommandLine: what zend says and its exit code for command lines, as
@@ -92,4 +97,89 @@ func clipOut(s string) string {
 		return s[:300] + "..."
 	}
 	return s
+}
+
+// readmeCodes returns the exit codes the README's "Running as a daemon"
+// table gives each command, as "code what" pairs ("7" -> "not running").
+func readmeCodes(t *testing.T) map[string]map[string]string {
+	t.Helper()
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]map[string]string{}
+	row := regexp.MustCompile("(?m)^\\| `zend (?:\\[-c FILE\\] )?(\\w+)` \\|[^|]*\\| (.*) \\|$")
+	code := regexp.MustCompile(`(?:^|; )(\d),? ([^;]*)`)
+	for _, m := range row.FindAllStringSubmatch(string(b), -1) {
+		codes := map[string]string{}
+		for _, c := range code.FindAllStringSubmatch(m[2], -1) {
+			codes[c[1]] = c[2]
+		}
+		rows[m[1]] = codes
+	}
+	return rows
+}
+
+// TestREADMEExitCodes: the exit codes of the README's table are the
+// binary's, in the situations the table names: running, not running, a
+// dead daemon's pidfile, a configuration file that does not exist.
+func TestREADMEExitCodes(t *testing.T) {
+	table := readmeCodes(t)
+	for _, cmd := range []string{"start", "stop", "reload", "reopen", "status", "upgrade"} { // restart: "as start"
+		if len(table[cmd]) == 0 {
+			t.Fatalf("the README's table has no exit codes for zend %s", cmd)
+		}
+	}
+	// doc returns the code the README gives cmd for a situation, by the
+	// words it uses for it.
+	doc := func(cmd, words string) int {
+		t.Helper()
+		for c, what := range table[cmd] {
+			if strings.Contains(what, words) {
+				n, _ := strconv.Atoi(c)
+				return n
+			}
+		}
+		t.Fatalf("the README gives zend %s no code for %q: %v", cmd, words, table[cmd])
+		return -1
+	}
+	d := newDaemonEnv(t, "")
+	check := func(situation, cmd, words string) {
+		t.Helper()
+		_, errout, code := d.zend(t, nil, cmd)
+		if want := doc(cmd, words); code != want {
+			t.Errorf("%s: zend %s exits %d, the README says %d (%s); stderr %q", situation, cmd, code, want, words, clipOut(errout))
+		}
+	}
+	// Nothing runs.
+	check("not running", "status", "not running")
+	check("not running", "reload", "not running")
+	check("not running", "reopen", "not running")
+	check("not running", "upgrade", "not running")
+	check("not running", "stop", "also when nothing ran")
+	// Running.
+	check("stopped", "start", "serving")
+	check("running", "status", "running")
+	check("running", "reload", "applied")
+	check("running", "reopen", "signalled")
+	// A daemon killed: its pidfile stays.
+	pid := d.pid(t)
+	syscall.Kill(pid, syscall.SIGKILL)
+	waitUntil(t, 10*time.Second, "the daemon to die", func() (bool, string) {
+		st := procStat(pid)
+		return st == nil || st[0] == "Z", fmt.Sprint(st)
+	})
+	check("killed", "status", "dead but the pidfile exists")
+	// A -c FILE that does not exist: 1 for every command, status 4.
+	missing := filepath.Join(t.TempDir(), "typo.toml")
+	for _, cmd := range []string{"stop", "reload", "status"} {
+		_, _, code := runBin(t, "zend", nil, "-c", missing, cmd)
+		want := 1
+		if cmd == "status" {
+			want = doc("status", "cannot be read")
+		}
+		if code != want {
+			t.Errorf("zend -c %s %s exits %d, want %d", missing, cmd, code, want)
+		}
+	}
 }
