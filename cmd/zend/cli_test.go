@@ -134,10 +134,14 @@ func TestREADMEExitCodes(t *testing.T) {
 	// words it uses for it.
 	doc := func(cmd, words string) int {
 		t.Helper()
-		for c, what := range table[cmd] {
-			if strings.Contains(what, words) {
-				n, _ := strconv.Atoi(c)
-				return n
+		// Words that begin a code's text first ("running" is not "3 not
+		// running"), then words anywhere in it.
+		for _, match := range []func(string, string) bool{strings.HasPrefix, strings.Contains} {
+			for c, what := range table[cmd] {
+				if match(what, words) {
+					n, _ := strconv.Atoi(c)
+					return n
+				}
 			}
 		}
 		t.Fatalf("the README gives zend %s no code for %q: %v", cmd, words, table[cmd])
