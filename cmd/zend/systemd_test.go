@@ -140,6 +140,7 @@ func TestSystemdUnitsVerify(t *testing.T) {
 		exec.Command("cp", filepath.Join(bin, b), filepath.Join(root, "usr/sbin")).Run()
 	}
 	exec.Command("cp", "/bin/kill", filepath.Join(root, "bin")).Run()
+	exec.Command("cp", "-L", "/bin/sh", filepath.Join(root, "bin", "sh")).Run() // zend.service's ExecStartPre
 	shipped, _ := filepath.Glob("../../packaging/systemd/*")
 	var names []string
 	for _, u := range shipped {
