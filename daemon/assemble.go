@@ -144,6 +144,9 @@ func assemble(ctx context.Context, src config.Source, l launch) (err error) {
 	if cfg.Path != "" {
 		src.Path = cfg.Path // absolute: a reload after chdir / finds it
 	}
+	// Root started it: root now, or the daemon.user root drops (or, for
+	// the new daemon of an upgrade, dropped) it to.
+	rootStarted := os.Geteuid() == 0 || cfg.Daemon.User != ""
 	defLog := ""
 	if l.daemon {
 		defLog = config.DefaultLogFile
@@ -289,7 +292,7 @@ func assemble(ctx context.Context, src config.Source, l launch) (err error) {
 		return fail(errors.New("chdir /: failed"))
 	}
 
-	in = &instance{src: src, defLog: defLog, sink: sink, log: log, svc: svc, started: time.Now()}
+	in = &instance{src: src, defLog: defLog, sink: sink, log: log, svc: svc, started: time.Now(), rootStarted: rootStarted}
 	in.setConfig(cfg, cfg, nil)
 	if l.handoff != nil {
 		in.upgradeRes = UpgradeResult{Gen: 1, OK: true, NewPid: os.Getpid(), At: in.started}

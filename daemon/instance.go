@@ -44,6 +44,11 @@ type instance struct {
 	reloadOK   int
 	upgradeRes UpgradeResult
 	handed     bool // an upgrade handed the lock and pidfile on
+
+	// rootStarted: root started this daemon (it runs as root, or as
+	// the daemon.user root dropped it to): a reload takes only a
+	// configuration only root can change, as start does.
+	rootStarted bool
 }
 
 // config returns the configuration in force.
@@ -248,6 +253,14 @@ func (in *instance) apply() error {
 	requested, err := in.src.Load()
 	if err != nil {
 		return err
+	}
+	if in.rootStarted && requested.Path != "" {
+		// The rule start applies (Preflight), held on every reload: and
+		// only root's files count now, not those of the user the daemon
+		// dropped to (seen: a group-writable file was reloaded).
+		if err := rootOnlyBy(requested.Path, isRoot); err != nil {
+			return fmt.Errorf("configuration %s: %w: allowed is a file only root can change, in folders only root can change, such as /etc/zend.toml", requested.Path, err)
+		}
 	}
 	eff, pending := config.InForce(in.config(), requested, in.svc.Handed())
 	if err := in.svc.Reload(eff); err != nil {

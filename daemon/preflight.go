@@ -97,9 +97,13 @@ func Preflight(cfg *config.Config, daemon bool) error {
 // folder may be a sticky one (/tmp): nobody else can replace a file of
 // root's there. A link at path is followed when root owns it, and what it
 // leads to is held to the same rule.
-func rootOnly(path string) error {
+func rootOnly(path string) error { return rootOnlyBy(path, trusted) }
+
+// rootOnlyBy is rootOnly with owners deciding whose files, folders and
+// links are trusted.
+func rootOnlyBy(path string, owners func(uint32) bool) error {
 	for links := 0; ; links++ {
-		dir, err := resolveFolders(filepath.Dir(path), 0, false)
+		dir, err := resolveFoldersBy(filepath.Dir(path), 0, false, owners)
 		if err != nil {
 			return err
 		}
@@ -109,9 +113,9 @@ func rootOnly(path string) error {
 			return err
 		}
 		if st.Mode&unix.S_IFMT != unix.S_IFLNK {
-			return rootOwnedFile(path, &st)
+			return rootOwnedFile(path, &st, owners)
 		}
-		if !trusted(st.Uid) {
+		if !owners(st.Uid) {
 			return untrusted(full, fmt.Sprintf("a symbolic link owned by uid %d", st.Uid))
 		}
 		if links == maxLinks {
@@ -130,9 +134,9 @@ func rootOnly(path string) error {
 
 // rootOwnedFile checks that the file path (st) is root's and nobody
 // else may write it.
-func rootOwnedFile(path string, st *unix.Stat_t) error {
+func rootOwnedFile(path string, st *unix.Stat_t, owners func(uint32) bool) error {
 	switch {
-	case !trusted(st.Uid):
+	case !owners(st.Uid):
 		return fmt.Errorf("%s is owned by uid %d, not root", path, st.Uid)
 	case st.Mode&0o022 != 0:
 		return fmt.Errorf("%s (mode %04o) can be written by group or others", path, st.Mode&0o7777)

@@ -30,6 +30,11 @@ const maxLinks = 40
 // user this process runs as (a daemon started by an ordinary user).
 func trusted(uid uint32) bool { return uid == 0 || int(uid) == os.Geteuid() }
 
+// isRoot trusts root alone: for a daemon root started, which runs as
+// daemon.user now and must not take that user's word (its files) for
+// root's.
+func isRoot(uid uint32) bool { return uid == 0 }
+
 // untrusted returns the error for path, with why.
 func untrusted(path, why string) error {
 	return fmt.Errorf("%s: %w: %s", path, ErrUntrusted, why)
@@ -40,10 +45,16 @@ func untrusted(path, why string) error {
 // with the sticky bit (/tmp), where others cannot rename what is not
 // theirs.
 func checkFolder(path string, st *unix.Stat_t, final bool) error {
+	return checkFolderBy(path, st, final, trusted)
+}
+
+// checkFolderBy is checkFolder with owners deciding whose folders are
+// trusted.
+func checkFolderBy(path string, st *unix.Stat_t, final bool, owners func(uint32) bool) error {
 	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		return fmt.Errorf("%s: not a folder", path)
 	}
-	if !trusted(st.Uid) {
+	if !owners(st.Uid) {
 		return untrusted(path, fmt.Sprintf("owned by uid %d, not root", st.Uid))
 	}
 	writable := st.Mode&0o022 != 0
@@ -68,6 +79,12 @@ func resolveTrusted(dir string, mode os.FileMode) (string, error) {
 // is held to the ancestors' rule (world-writable only when sticky), for a
 // file of root's that nobody else can rename or replace even there.
 func resolveFolders(dir string, mode os.FileMode, strict bool) (string, error) {
+	return resolveFoldersBy(dir, mode, strict, trusted)
+}
+
+// resolveFoldersBy is resolveFolders with owners deciding whose folders
+// and links are trusted.
+func resolveFoldersBy(dir string, mode os.FileMode, strict bool, owners func(uint32) bool) (string, error) {
 	if !filepath.IsAbs(dir) {
 		return "", fmt.Errorf("%s: not an absolute path", dir)
 	}
@@ -79,7 +96,7 @@ func resolveFolders(dir string, mode os.FileMode, strict bool) (string, error) {
 		if err := unix.Lstat(cur, &st); err != nil {
 			return "", fmt.Errorf("%s: %w", cur, err)
 		}
-		if err := checkFolder(cur, &st, strict && (len(rest) == 0 || rest[0] == "")); err != nil {
+		if err := checkFolderBy(cur, &st, strict && (len(rest) == 0 || rest[0] == ""), owners); err != nil {
 			return "", err
 		}
 		if len(rest) == 0 || rest[0] == "" {
@@ -110,7 +127,7 @@ func resolveFolders(dir string, mode os.FileMode, strict bool) (string, error) {
 			return "", fmt.Errorf("%s: %w", next, err)
 		}
 		if st.Mode&unix.S_IFMT == unix.S_IFLNK {
-			if !trusted(st.Uid) {
+			if !owners(st.Uid) {
 				return "", untrusted(next, fmt.Sprintf("a symbolic link owned by uid %d", st.Uid))
 			}
 			if links++; links > maxLinks {

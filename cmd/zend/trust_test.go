@@ -775,3 +775,30 @@ func TestUpgradeWindow(t *testing.T) {
 		t.Errorf("the attacker took descriptors in %d of 4 upgrades from an execute-only binary (each was refused)", took)
 	}
 }
+
+// TestReloadHoldsRootRule: a daemon root started takes, on reload, only a
+// configuration only root can change, as start does (seen: after chmod
+// g+w, zend reload said "reloaded" and the new answers were served).
+func TestReloadHoldsRootRule(t *testing.T) {
+	needRoot(t)
+	d := newDaemonEnv(t, "[answers]\n\"Readability counts?\" = \"Yes.\"\n")
+	openDirs(d.dir)
+	d.start(t)
+	d.write(t, "[answers]\n\"Readability counts?\" = \"Planted.\"\n")
+	os.Chmod(d.cfg, 0o664) // the group may change it now
+	_, errout, code := d.zend(t, nil, "reload")
+	if code != 1 || !strings.Contains(errout, "can be written by group or others") {
+		t.Errorf("reload of a group-writable configuration: exit %d %q; want 1, refused", code, errout)
+	}
+	if got := askOnce(t, d.addr, "Readability counts?"); got != "Yes." {
+		t.Errorf("the refused configuration's answer is served: %q", got)
+	}
+	// Root's again: the reload goes through.
+	os.Chmod(d.cfg, 0o644)
+	if _, errout, code := d.zend(t, nil, "reload"); code != 0 {
+		t.Fatalf("reload: exit %d %s", code, errout)
+	}
+	if got := askOnce(t, d.addr, "Readability counts?"); got != "Planted." {
+		t.Errorf("after a valid reload: %q", got)
+	}
+}
