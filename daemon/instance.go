@@ -258,8 +258,8 @@ func (in *instance) apply() error {
 		// The rule start applies (Preflight), held on every reload: and
 		// only root's files count now, not those of the user the daemon
 		// dropped to (seen: a group-writable file was reloaded).
-		if err := rootOnlyBy(requested.Path, isRoot); err != nil {
-			return fmt.Errorf("configuration %s: %w: allowed is a file only root can change, in folders only root can change, such as /etc/zend.toml", requested.Path, err)
+		if err := configRootOnly(requested.Path, isRoot); err != nil {
+			return err
 		}
 	}
 	eff, pending := config.InForce(in.config(), requested, in.svc.Handed())

@@ -50,8 +50,8 @@ func Preflight(cfg *config.Config, daemon bool) error {
 		// Root acts on what the file says (the pidfile to remove, the
 		// user to run as, the folders to create): only root may change
 		// it, or what leads to it.
-		if err := rootOnly(cfg.Path); err != nil {
-			errs = append(errs, fmt.Errorf("configuration %s: %w: allowed is a file only root can change, in folders only root can change, such as /etc/zend.toml", cfg.Path, err))
+		if err := configRootOnly(cfg.Path, trusted); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if daemon {
@@ -130,6 +130,16 @@ func rootOnlyBy(path string, owners func(uint32) bool) error {
 		}
 		path = target
 	}
+}
+
+// configRootOnly is the rule for the configuration of a daemon root
+// starts (at start, and on every reload): rootOnlyBy, with the error an
+// operator reads.
+func configRootOnly(path string, owners func(uint32) bool) error {
+	if err := rootOnlyBy(path, owners); err != nil {
+		return fmt.Errorf("configuration %s: %w: allowed is a file only root can change, in folders only root can change, such as /etc/zend.toml", path, err)
+	}
+	return nil
 }
 
 // rootOwnedFile checks that the file path (st) is root's and nobody

@@ -143,27 +143,26 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			r, err = runNoRead(ctx, o)
 		}
 		if r != nil {
-			if *asJSON {
-				enc := json.NewEncoder(stdout)
-				enc.SetIndent("", "  ")
-				enc.Encode(r)
-			} else {
-				printAbuse(stdout, r)
-			}
+			emit(stdout, *asJSON, r, func() { printAbuse(stdout, r) })
 		}
 		return err
 	}
 	r, err := run(ctx, o)
 	if r != nil {
-		if *asJSON {
-			enc := json.NewEncoder(stdout)
-			enc.SetIndent("", "  ")
-			enc.Encode(r)
-		} else {
-			printResult(stdout, r)
-		}
+		emit(stdout, *asJSON, r, func() { printResult(stdout, r) })
 	}
 	return err
+}
+
+// emit writes a result as indented JSON, or as text with print.
+func emit(w io.Writer, asJSON bool, v any, print func()) {
+	if !asJSON {
+		print()
+		return
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
 }
 
 func unescape(s string) (string, error) {

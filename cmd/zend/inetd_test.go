@@ -89,17 +89,24 @@ func socketPair(t testing.TB) (client net.Conn, server *os.File) {
 // startWithSocket starts a binary with f on fds 0, 1 and 2, as inetd does.
 func startWithSocket(t testing.TB, name string, f *os.File, args ...string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(bin, name), args...)
-	cmd.Env = cleanEnv()
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = f, f, f
-	if err := cmd.Start(); err != nil {
+	return startInetd(t, filepath.Join(bin, name), f, nil, args...)
+}
+
+// listenerFile returns a loopback listener and its socket as a file, as
+// inetd hands it to a wait-mode server; both are closed when t ends.
+func listenerFile(t testing.TB) (net.Listener, *os.File) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	return cmd
+	t.Cleanup(func() { ln.Close() })
+	lf, err := ln.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lf.Close() })
+	return ln, lf
 }
 
 func fdTarget(pid, fd int) string {
@@ -172,13 +179,7 @@ func TestInZen1PanicGoesToLog(t *testing.T) {
 
 func TestInZen2WithListenerOnStdin(t *testing.T) {
 	logf := ownLog(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	lf, _ := ln.(*net.TCPListener).File()
-	defer lf.Close()
+	ln, lf := listenerFile(t)
 	addr := ln.Addr().String()
 
 	cmd := startWithSocket(t, "in-zen2", lf, "-log", logf, "-timeout", "1s")
@@ -558,13 +559,7 @@ func TestInZen2CannotServe(t *testing.T) {
 	dir := shared(t)
 	cfg := filepath.Join(dir, "zend.toml")
 	os.WriteFile(cfg, []byte("[limits]\nmax_connections = 0\n"), 0o644)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	lf, _ := ln.(*net.TCPListener).File()
-	defer lf.Close()
+	ln, lf := listenerFile(t)
 	// A client waits before in-zen2 starts, as when inetd starts it.
 	c, err := net.DialTimeout("tcp", ln.Addr().String(), 5*time.Second)
 	if err != nil {

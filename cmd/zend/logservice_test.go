@@ -133,7 +133,7 @@ func TestRunSyslogMissing(t *testing.T) {
 
 // startInetd starts an in-zen binary with f on fds 0, 1 and 2 (as inetd
 // does) and env added.
-func startInetd(t *testing.T, path string, f *os.File, env []string, args ...string) *exec.Cmd {
+func startInetd(t testing.TB, path string, f *os.File, env []string, args ...string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(path, args...)
 	cmd.Env = append(cleanEnv(), env...)

@@ -216,11 +216,10 @@ func TestContainerImage(t *testing.T) {
 		if a, err := r.ReadString('.'); err != nil || a != "Implicit." {
 			t.Fatalf("open conversation: %q %v", a, err)
 		}
-		t0 := time.Now()
+		// Whether zend drained by itself, rather than being killed when
+		// podman's 20 s ran out, is its exit code (0, not 137) and its
+		// "stopped" line, checked below: no clock is needed.
 		p.must(t, 60*time.Second, "stop", "-t", "20", name)
-		if d := time.Since(t0); d > 15*time.Second {
-			t.Errorf("podman stop took %v: zend did not drain by itself", d)
-		}
 		if rest, err := io.ReadAll(r); err != nil || len(rest) != 0 {
 			t.Errorf("after the stop the conversation read %q, %v; want a clean close", rest, err)
 		}
