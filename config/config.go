@@ -17,7 +17,7 @@ const DefaultPath = "/etc/zend.toml"
 const DefaultLogFile = "/var/log/zend/zend.log"
 
 // The log.file values that name a log service instead of a file: the
-// local syslog socket (/dev/log, RFC 5424 records) and systemd's journal
+// local syslog socket (/dev/log, in the form of log.syslog_format) and systemd's journal
 // (its native protocol). "./syslog" names a file called syslog.
 const (
 	LogSyslog  = "syslog"
@@ -69,14 +69,17 @@ type Daemon struct {
 
 // Log is the [log] table.
 type Log struct {
-	File       string `toml:"file" env:"ZEND_LOG_FILE"`
-	Level      string `toml:"level" env:"ZEND_LOG_LEVEL"`
-	Format     string `toml:"format" env:"ZEND_LOG_FORMAT"`
-	Facility   string `toml:"facility" env:"ZEND_LOG_FACILITY"`
-	MaxSizeMB  int    `toml:"max_size_mb" env:"ZEND_LOG_MAX_SIZE_MB"`
-	MaxBackups int    `toml:"max_backups" env:"ZEND_LOG_MAX_BACKUPS"`
-	MaxAgeDays int    `toml:"max_age_days" env:"ZEND_LOG_MAX_AGE_DAYS"`
-	Compress   bool   `toml:"compress" env:"ZEND_LOG_COMPRESS"`
+	File     string `toml:"file" env:"ZEND_LOG_FILE"`
+	Level    string `toml:"level" env:"ZEND_LOG_LEVEL"`
+	Format   string `toml:"format" env:"ZEND_LOG_FORMAT"`
+	Facility string `toml:"facility" env:"ZEND_LOG_FACILITY"`
+	// SyslogFormat is the form of the records log.file = "syslog" sends:
+	// SyslogRFC3164 or SyslogRFC5424.
+	SyslogFormat string `toml:"syslog_format" env:"ZEND_LOG_SYSLOG_FORMAT"`
+	MaxSizeMB    int    `toml:"max_size_mb" env:"ZEND_LOG_MAX_SIZE_MB"`
+	MaxBackups   int    `toml:"max_backups" env:"ZEND_LOG_MAX_BACKUPS"`
+	MaxAgeDays   int    `toml:"max_age_days" env:"ZEND_LOG_MAX_AGE_DAYS"`
+	Compress     bool   `toml:"compress" env:"ZEND_LOG_COMPRESS"`
 }
 
 // Limits is the [limits] table.
@@ -127,13 +130,14 @@ func Default() *Config {
 			Umask:   "0022",
 		},
 		Log: Log{
-			Level:      "info",
-			Format:     "text",
-			Facility:   "daemon",
-			MaxSizeMB:  100,
-			MaxBackups: 7,
-			MaxAgeDays: 28,
-			Compress:   true,
+			Level:        "info",
+			Format:       "text",
+			Facility:     "daemon",
+			SyslogFormat: SyslogRFC3164,
+			MaxSizeMB:    100,
+			MaxBackups:   7,
+			MaxAgeDays:   28,
+			Compress:     true,
 		},
 		Limits: Limits{
 			MaxConnections:   10000,

@@ -567,7 +567,8 @@ max_connections = 0
 	}
 }
 
-// TestLogTargetKeys checks log.file's service names and log.facility: what
+// TestLogTargetKeys checks log.file's service names, log.facility and
+// log.syslog_format: what
 // loads, and that a bad facility names the file, line, key and every
 // allowed name.
 func TestLogTargetKeys(t *testing.T) {
@@ -595,6 +596,13 @@ func TestLogTargetKeys(t *testing.T) {
 		{"empty facility", "[log]\nfacility = \"\"\n", []string{"zend.toml:2: log.facility: unknown facility \"\""}},
 		// A facility is a name, not a number.
 		{"number", "[log]\nfacility = 3\n", []string{"zend.toml:2: log.facility: wrong type"}},
+		// Both syslog forms load.
+		{"syslog_format rfc5424", "[log]\nsyslog_format = \"rfc5424\"\n", nil},
+		{"syslog_format rfc3164", "[log]\nsyslog_format = \"rfc3164\"\n", nil},
+		// An unknown form names both allowed ones.
+		{"syslog_format bsd", "[log]\nsyslog_format = \"bsd\"\n", []string{"zend.toml:2: log.syslog_format: unknown syslog format \"bsd\": allowed are rfc3164, rfc5424"}},
+		// Empty is a mistake, not the default.
+		{"syslog_format empty", "[log]\nsyslog_format = \"\"\n", []string{"zend.toml:2: log.syslog_format: unknown syslog format \"\""}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -19,6 +19,20 @@ var Levels = []string{"debug", "info", "warn", "error"}
 // Formats are the allowed values of log.format.
 var Formats = []string{"text", "json"}
 
+// The allowed values of log.syslog_format. SyslogRFC3164 is the form
+// syslog(3) writes to /dev/log, "<PRI>Mmm dd hh:mm:ss APP[PID]: MSG", the
+// one rsyslog's and systemd-journald's /dev/log parse as shipped;
+// SyslogRFC5424 is "<PRI>1 TIMESTAMP HOST APP PROCID - - MSG", for a
+// syslog daemon set up to parse it (rsyslog's imuxsock with
+// SysSock.UseSpecialParser="off").
+const (
+	SyslogRFC3164 = "rfc3164"
+	SyslogRFC5424 = "rfc5424"
+)
+
+// SyslogFormats are the allowed values of log.syslog_format.
+var SyslogFormats = []string{SyslogRFC3164, SyslogRFC5424}
+
 // Facilities are the allowed values of log.facility, the syslog facility
 // of records sent to syslog or the journal, by their RFC 5424 numbers.
 // kern (0) is left out: only the kernel logs there.
@@ -241,6 +255,9 @@ func (c *Config) Validate() error {
 	}
 	if !oneOf(c.Log.Format, Formats) {
 		bad("log.format", "unknown format %q: allowed are %s", c.Log.Format, strings.Join(Formats, ", "))
+	}
+	if !oneOf(c.Log.SyslogFormat, SyslogFormats) {
+		bad("log.syslog_format", "unknown syslog format %q: allowed are %s", c.Log.SyslogFormat, strings.Join(SyslogFormats, ", "))
 	}
 	if !oneOf(c.Log.Facility, Facilities) {
 		bad("log.facility", "unknown facility %q: allowed are %s", c.Log.Facility, strings.Join(Facilities, ", "))

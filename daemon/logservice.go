@@ -18,8 +18,8 @@ import (
 	"zend/config"
 )
 
-// Log services: log.file = "syslog" sends RFC 5424 records to the local
-// syslog socket, log.file = "journal" native entries to journald. Either
+// Log services: log.file = "syslog" sends records to the local syslog
+// socket (in syslog(3)'s form or RFC 5424's, log.syslog_format), log.file = "journal" native entries to journald. Either
 // way a record is one datagram, so any number of processes (the daemon,
 // every in-zen1) can share the target, and nothing is rotated or reopened
 // by zend: the rotation keys do not apply and SIGUSR1 only reconnects.
@@ -46,6 +46,7 @@ type entry struct {
 	t        time.Time
 	level    slog.Level
 	facility int
+	rfc5424  bool        // log.syslog_format = "rfc5424"
 	text     string      // the message and its attributes, as log.format prints them (no time or level)
 	fields   [][2]string // the attributes as journal fields: CLIENT=...
 }
@@ -87,10 +88,11 @@ func newLogService(target, app string) logService {
 	return &syslogService{path: syslogSocket(), app: app, host: host, pid: os.Getpid()}
 }
 
-// syslogService writes RFC 5424 records to the local syslog socket, a
-// datagram socket (or, where syslog listens on a stream socket, one
-// newline-terminated record per line). It is log/syslog's job, but the
-// standard package writes RFC 3164 records.
+// syslogService writes records to the local syslog socket, a datagram
+// socket (or, where syslog listens on a stream socket, one
+// newline-terminated record per line), in the form each entry asks for.
+// It is log/syslog's job, but the standard package has no RFC 5424 form,
+// no facility change on reload and no bound on a send.
 type syslogService struct {
 	path, app, host string
 	pid             int
@@ -121,7 +123,12 @@ func (s *syslogService) send(e *entry) error {
 			return err
 		}
 	}
-	b := format5424(e, s.host, s.app, s.pid)
+	var b []byte
+	if e.rfc5424 {
+		b = format5424(e, s.host, s.app, s.pid)
+	} else {
+		b = format3164(e, s.app, s.pid)
+	}
 	if s.stream {
 		b = append(b, '\n')
 	}
@@ -168,6 +175,41 @@ func format5424(e *entry, host, app string, pid int) []byte {
 	b.WriteString(" - - ")
 	b.WriteString(e.text)
 	return b.Bytes()
+}
+
+// format3164 returns e in the form syslog(3) writes to /dev/log, RFC
+// 3164's without the hostname:
+//
+//	<PRI>Mmm dd hh:mm:ss APP[PID]: MSG
+//
+// with the local time to the second, as syslog(3) stamps it. rsyslog's
+// imuxsock and systemd-journald parse this form on /dev/log as shipped:
+// APP becomes the program name (SYSLOG_IDENTIFIER), PID the pid.
+func format3164(e *entry, app string, pid int) []byte {
+	var b bytes.Buffer
+	b.WriteByte('<')
+	b.WriteString(strconv.Itoa(e.facility*8 + severity(e.level)))
+	b.WriteByte('>')
+	b.WriteString(e.t.Local().Format(time.Stamp))
+	b.WriteByte(' ')
+	b.WriteString(tag(app))
+	b.WriteByte('[')
+	b.WriteString(strconv.Itoa(pid))
+	b.WriteString("]: ")
+	b.WriteString(e.text)
+	return b.Bytes()
+}
+
+// tag returns app as an RFC 3164 TAG: at most 32 characters, none of
+// them a space, '[' or ':', which end the tag for a parser.
+func tag(app string) string {
+	out := []byte(header(app, 32))
+	for i, c := range out {
+		if c == '[' || c == ':' {
+			out[i] = '_'
+		}
+	}
+	return string(out)
 }
 
 // header returns s as an RFC 5424 header field: printable ASCII without
@@ -257,6 +299,7 @@ type serviceHandler struct {
 	level    slog.Leveler
 	format   string
 	facility int
+	rfc5424  bool
 	ops      []func(slog.Handler) slog.Handler
 }
 
@@ -266,7 +309,7 @@ func (h *serviceHandler) Enabled(_ context.Context, l slog.Level) bool {
 
 func (h *serviceHandler) Handle(ctx context.Context, r slog.Record) error {
 	var b bytes.Buffer
-	e := &entry{t: r.Time, level: r.Level, facility: h.facility}
+	e := &entry{t: r.Time, level: r.Level, facility: h.facility, rfc5424: h.rfc5424}
 	if e.t.IsZero() {
 		e.t = time.Now()
 	}

@@ -55,6 +55,10 @@ func readDatagram(t *testing.T, c *net.UnixConn) string {
 // rx5424 is an RFC 5424 record with no MSGID and no structured data.
 var rx5424 = regexp.MustCompile(`^<(\d{1,3})>1 (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z) (\S+) (\S+) (\d+) - - (.*)$`)
 
+// rx3164 is a record as syslog(3) writes it to /dev/log: PRI, the local
+// time to the second, APP[PID]: and the message.
+var rx3164 = regexp.MustCompile(`^<(\d{1,3})>([A-Z][a-z]{2} [ 123]\d \d\d:\d\d:\d\d) ([^ \[:]+)\[(\d+)\]: (.*)$`)
+
 func TestSeverity(t *testing.T) {
 	for _, tt := range []struct {
 		l    slog.Level
@@ -77,6 +81,7 @@ func TestSyslogSink(t *testing.T) {
 	begun := time.Now().Truncate(time.Microsecond) // RFC 5424 keeps microseconds
 	cfg := config.Default()
 	cfg.Log.File, cfg.Log.Facility, cfg.Log.Level = "syslog", "local3", "debug"
+	cfg.Log.SyslogFormat = config.SyslogRFC5424
 	s := newLogSink(cfg, logPath(cfg, ""), os.Stderr, true)
 	log := s.Logger().With("conn", 7)
 	log.Warn("before open", "n", 1) // kept until Open
@@ -123,6 +128,38 @@ func TestSyslogSink(t *testing.T) {
 	}
 	log.Info("after reopen")
 	check(3*8+6, `{"msg":"after reopen","conn":7}`)
+
+	// A reload to syslog(3)'s form: PRI, local time, zend[PID]: MSG.
+	cfg.Log.SyslogFormat, cfg.Log.Format = config.SyslogRFC3164, "text"
+	s.SetFormat(cfg.Log)
+	before := time.Now().Truncate(time.Second)
+	log.Warn("in 3164", "client", "127.0.0.1:5")
+	got := readDatagram(t, srv)
+	m := rx3164.FindStringSubmatch(got)
+	if m == nil || m[1] != fmt.Sprint(3*8+4) || m[3] != "zend" || m[4] != fmt.Sprint(os.Getpid()) || m[5] != "in 3164 conn=7 client=127.0.0.1:5" {
+		t.Fatalf("record %q, want <28>Mmm dd hh:mm:ss zend[%d]: in 3164 conn=7 client=127.0.0.1:5", got, os.Getpid())
+	}
+	// The stamp is the local time, to the second (the year is not in it).
+	ts, err := time.ParseInLocation(time.Stamp, m[2], time.Local)
+	if ts = ts.AddDate(before.Year(), 0, 0); err != nil || ts.Before(before) || ts.After(time.Now()) {
+		t.Fatalf("stamp %q: %v; want the local time between %s and now", m[2], err, before.Format(time.Stamp))
+	}
+}
+
+// TestTag: a program name becomes an RFC 3164 tag that a parser cannot
+// cut early.
+func TestTag(t *testing.T) {
+	for _, tt := range []struct{ app, want string }{
+		{"in-zen1", "in-zen1"}, // as is
+		{"a b", "a_b"},         // a space would end it
+		{"x[1]:", "x_1]_"},     // '[' starts the pid, ':' ends the tag
+		{"", "-"},              // never empty
+		{strings.Repeat("z", 40), strings.Repeat("z", 32)}, // RFC 3164: at most 32
+	} {
+		if got := tag(tt.app); got != tt.want {
+			t.Errorf("tag(%q) = %q, want %q", tt.app, got, tt.want)
+		}
+	}
 }
 
 // TestSyslogSinkLosesAndSays: records sent while syslog is gone are
@@ -151,7 +188,7 @@ func TestSyslogSinkLosesAndSays(t *testing.T) {
 	if got := readDatagram(t, srv2); !strings.HasSuffix(got, " back") {
 		t.Fatalf("first record after: %q", got)
 	}
-	if got := readDatagram(t, srv2); !strings.Contains(got, "log records lost before this one lost=2") || !strings.HasPrefix(got, "<28>1 ") {
+	if got := readDatagram(t, srv2); !strings.Contains(got, "log records lost before this one lost=2") || !strings.HasPrefix(got, "<28>") {
 		t.Fatalf("loss report: %q", got)
 	}
 }
@@ -177,12 +214,15 @@ func TestSyslogStream(t *testing.T) {
 	}
 	defer c.Close()
 	svc.send(&entry{t: time.Now(), level: slog.LevelError, facility: 1, text: "one"})
-	svc.send(&entry{t: time.Now(), level: slog.LevelInfo, facility: 1, text: "two"})
+	svc.send(&entry{t: time.Now(), level: slog.LevelInfo, facility: 1, text: "two", rfc5424: true})
 	r := bufio.NewReader(c)
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	for _, want := range []string{"<11>1 ", "<14>1 "} {
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`^<11>[A-Z][a-z]{2} .* in-zen1\[\d+\]: one\n$`),
+		regexp.MustCompile(`^<14>1 .* in-zen1 \d+ - - two\n$`),
+	} {
 		line, err := r.ReadString('\n')
-		if err != nil || !strings.HasPrefix(line, want) || !strings.Contains(line, " in-zen1 ") {
+		if err != nil || !want.MatchString(line) {
 			t.Fatalf("line %q (%v), want prefix %q", line, err, want)
 		}
 	}
@@ -223,12 +263,12 @@ func TestInetdLogFallsBackToSyslog(t *testing.T) {
 		t.Fatal("no log")
 	}
 	got := readDatagram(t, srv)
-	if m := rx5424.FindStringSubmatch(got); m == nil || m[1] != "27" || m[4] != "in-zen1" ||
-		!strings.HasPrefix(m[6], "cannot open the log file, logging to syslog instead file="+bad) {
+	if m := rx3164.FindStringSubmatch(got); m == nil || m[1] != "27" || m[3] != "in-zen1" ||
+		!strings.HasPrefix(m[5], "cannot open the log file, logging to syslog instead file="+bad) {
 		t.Fatalf("record %q", got)
 	}
 	log.Info("accepted")
-	if got := readDatagram(t, srv); !strings.HasPrefix(got, "<30>1 ") || !strings.HasSuffix(got, " - - accepted") {
+	if got := readDatagram(t, srv); !strings.HasPrefix(got, "<30>") || !strings.HasSuffix(got, "]: accepted") {
 		t.Fatalf("record %q", got)
 	}
 }

@@ -211,7 +211,7 @@ func (s *logSink) sendLocked(e *entry) {
 		return
 	}
 	if s.lost > 0 {
-		w := &entry{t: time.Now(), level: slog.LevelWarn, facility: e.facility,
+		w := &entry{t: time.Now(), level: slog.LevelWarn, facility: e.facility, rfc5424: e.rfc5424,
 			text:   fmt.Sprintf("log records lost before this one lost=%d err=%q", s.lost, s.failing.Error()),
 			fields: [][2]string{{"LOST", fmt.Sprint(s.lost)}, {"ERR", s.failing.Error()}}}
 		if s.service.send(w) == nil {
@@ -220,13 +220,14 @@ func (s *logSink) sendLocked(e *entry) {
 	}
 }
 
-// SetFormat applies the level and format of l: what a reload may change
-// in [log].
+// SetFormat applies the level, format, facility and syslog form of l:
+// what a reload may change in [log].
 func (s *logSink) SetFormat(l config.Log) {
 	s.level.Set(logLevel(l.Level))
 	var h slog.Handler
 	if s.service != nil {
-		h = &serviceHandler{emit: s.emit, level: &s.level, format: l.Format, facility: config.FacilityCode(l.Facility)}
+		h = &serviceHandler{emit: s.emit, level: &s.level, format: l.Format,
+			facility: config.FacilityCode(l.Facility), rfc5424: l.SyslogFormat == config.SyslogRFC5424}
 	} else {
 		h = s.newHandler(s, l.Format)
 	}

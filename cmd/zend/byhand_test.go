@@ -90,27 +90,29 @@ func TestSystemdByHand(t *testing.T) {
 	c.waitActive("zend.service", "")
 	waitDial(t, addr)
 	client(t, addr)
-	var entries string
-	found := false
-	for end := time.Now().Add(20 * time.Second); !found; time.Sleep(100 * time.Millisecond) {
-		entries = c.must("journalctl", "-o", "json", "--no-pager", "SYSLOG_IDENTIFIER=zend")
-		for _, line := range strings.Split(entries, "\n") {
-			var e map[string]any
-			if json.Unmarshal([]byte(line), &e) != nil {
-				continue
-			}
-			msg, _ := e["MESSAGE"].(string)
-			cl, _ := e["CLIENT"].(string)
-			if strings.HasPrefix(msg, "closed") && strings.HasPrefix(cl, "127.0.0.1:") {
-				found = true
-				if e["PRIORITY"] != "6" {
-					t.Errorf("the conversation's end is not at info (6) in the journal: %s", line)
-				}
-			}
-		}
-		if !found && time.Now().After(end) {
-			t.Fatalf("no journal entry of a conversation's end with a CLIENT field:\n%s", entries)
-		}
+	e := c.waitJournal(t, "a conversation's end with a CLIENT field", func(e map[string]any) bool {
+		msg, _ := e["MESSAGE"].(string)
+		cl, _ := e["CLIENT"].(string)
+		return strings.HasPrefix(msg, "closed") && strings.HasPrefix(cl, "127.0.0.1:")
+	})
+	if e["PRIORITY"] != "6" || e["_TRANSPORT"] != "journal" {
+		t.Errorf("the conversation's end is not a native entry at info (6): %v", e)
+	}
+
+	// log.file = "syslog" to journald's /dev/log, in the default form:
+	// journald files it under zend, with the pid and severity. (RFC 5424
+	// there became identifier-less text.)
+	c.sh(`sed -i 's|^file = "journal"$|file = "syslog"|' /etc/zend.toml && grep -q '^file = "syslog"' /etc/zend.toml`)
+	c.must("systemctl", "restart", "zend.service")
+	pid = c.waitActive("zend.service", "")
+	waitDial(t, addr)
+	client(t, addr)
+	e = c.waitJournal(t, "a syslog record of a conversation's end", func(e map[string]any) bool {
+		msg, _ := e["MESSAGE"].(string)
+		return e["_TRANSPORT"] == "syslog" && strings.HasPrefix(msg, "closed client=127.0.0.1:")
+	})
+	if e["SYSLOG_PID"] != pid || e["PRIORITY"] != "6" || e["SYSLOG_FACILITY"] != "3" {
+		t.Errorf("journald parsed the syslog record as %v; want SYSLOG_PID %s, PRIORITY 6, SYSLOG_FACILITY 3", e, pid)
 	}
 	c.must("systemctl", "stop", "zend.service")
 	// The notify unit, by hand too.
@@ -119,4 +121,22 @@ func TestSystemdByHand(t *testing.T) {
 	waitDial(t, addr)
 	client(t, addr)
 	c.must("systemctl", "stop", "zend-notify.service")
+}
+
+// waitJournal waits up to 20 s for an entry of SYSLOG_IDENTIFIER=zend
+// that match accepts, and returns it.
+func (c *container) waitJournal(t *testing.T, what string, match func(map[string]any) bool) map[string]any {
+	t.Helper()
+	for end := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		entries := c.must("journalctl", "-o", "json", "--no-pager", "SYSLOG_IDENTIFIER=zend")
+		for _, line := range strings.Split(entries, "\n") {
+			var e map[string]any
+			if json.Unmarshal([]byte(line), &e) == nil && match(e) {
+				return e
+			}
+		}
+		if time.Now().After(end) {
+			t.Fatalf("no journal entry of %s:\n%s", what, entries)
+		}
+	}
 }

@@ -86,39 +86,137 @@ func (s *dgramServer) want(t *testing.T, re string) []string {
 	}
 }
 
-// rfc5424 matches a record: <PRI>1 TIMESTAMP HOSTNAME APP PROCID MSGID SD
-// MSG, with the timestamp in UTC to the microsecond and no MSGID or SD.
+// rfc5424 matches the start of a record: <PRI>1 TIMESTAMP HOSTNAME, with
+// the timestamp in UTC to the microsecond; APP PROCID - - MSG follow.
 const rfc5424 = `^<(\d+)>1 \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z [!-~]+ `
 
+// rfc3164 matches the start of a record as syslog(3) writes it to
+// /dev/log: <PRI> and the local time to the second; APP[PID]: MSG follow.
+const rfc3164 = `^<(\d+)>[A-Z][a-z]{2} [ 123]\d \d\d:\d\d:\d\d `
+
 // TestRunLogsToSyslog: zend run with log.file = "syslog" and a facility
-// sends RFC 5424 records with PRI = facility*8 + severity, its pid as
-// PROCID, and reconnects on SIGUSR1.
+// sends records with PRI = facility*8 + severity and its pid, in either
+// form, and reconnects on SIGUSR1.
 func TestRunLogsToSyslog(t *testing.T) {
-	srv := listenDgram(t, filepath.Join(sockDir(t), "log"))
-	addr := freeAddr(t)
-	p := start(t, "zend", []string{"ZEND_SYSLOG_SOCKET=" + srv.path, "ZEND_LOG_FILE=syslog", "ZEND_LOG_FACILITY=local1"}, "-listen", addr, "run")
-	pid := p.cmd.Process.Pid
-	// local1 (17) * 8 + info (6) = 142.
-	// ("zend ready" may come before or after "listening".)
-	if m := srv.want(t, rfc5424+fmt.Sprintf(`zend %d - - listening addr=`, pid)); m[1] != "142" {
-		t.Fatalf("PRI %s, want 142", m[1])
+	for _, tt := range []struct {
+		form string
+		// head is a record's start up to its MSG, for pid PID.
+		head string
+	}{
+		// The default: syslog(3)'s form.
+		{"", rfc3164 + `zend\[PID\]: `},
+		// RFC 5424, chosen.
+		{"rfc5424", rfc5424 + `zend PID - - `},
+	} {
+		t.Run("form="+tt.form, func(t *testing.T) {
+			srv := listenDgram(t, filepath.Join(sockDir(t), "log"))
+			addr := freeAddr(t)
+			env := []string{"ZEND_SYSLOG_SOCKET=" + srv.path, "ZEND_LOG_FILE=syslog", "ZEND_LOG_FACILITY=local1"}
+			if tt.form != "" {
+				env = append(env, "ZEND_LOG_SYSLOG_FORMAT="+tt.form)
+			}
+			p := start(t, "zend", env, "-listen", addr, "run")
+			head := strings.ReplaceAll(tt.head, "PID", fmt.Sprint(p.cmd.Process.Pid))
+			// local1 (17) * 8 + info (6) = 142.
+			// ("zend ready" may come before or after "listening".)
+			if m := srv.want(t, head+`listening addr=`); m[1] != "142" {
+				t.Fatalf("PRI %s, want 142", m[1])
+			}
+			client(t, addr)
+			srv.want(t, head+`accepted client=127\.0\.0\.1:\d+$`)
+			// A question cut off by the client is a warning: 17*8+4 = 140.
+			host, port, _ := net.SplitHostPort(addr)
+			runBin(t, "zen-client", nil, "-e", "-p", port, host)
+			if m := srv.want(t, head+`incomplete question then closed client=127\.0\.0\.1:\d+ bytes=`); m[1] != "140" {
+				t.Fatalf("PRI %s, want 140", m[1])
+			}
+			p.cmd.Process.Signal(syscall.SIGUSR1)
+			srv.want(t, head+`log file reopened file=syslog$`)
+			p.cmd.Process.Signal(syscall.SIGTERM)
+			if code := p.wait(t, 15*time.Second); code != 0 {
+				t.Fatalf("exit %d; stderr:\n%s", code, p.log())
+			}
+			srv.want(t, head+`stopped finished=`)
+			if strings.Contains(p.log(), "listening") {
+				t.Errorf("records went to stderr too:\n%s", p.log())
+			}
+		})
 	}
-	client(t, addr)
-	srv.want(t, `^<142>1 .* - - accepted client=127\.0\.0\.1:\d+$`)
-	// A question cut off by the client is a warning: 17*8+4 = 140.
-	host, port, _ := net.SplitHostPort(addr)
-	runBin(t, "zen-client", nil, "-e", "-p", port, host)
-	srv.want(t, `^<140>1 .* - - incomplete question then closed client=127\.0\.0\.1:\d+ bytes=`)
-	p.cmd.Process.Signal(syscall.SIGUSR1)
-	srv.want(t, `^<142>1 .* - - log file reopened file=syslog$`)
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	if code := p.wait(t, 15*time.Second); code != 0 {
-		t.Fatalf("exit %d; stderr:\n%s", code, p.log())
+}
+
+// TestUnderRsyslog sends zend's and in-zen1's records to the real rsyslog
+// and reads back what it made of them: the program name, pid, facility,
+// severity and message in rsyslog's own fields. One socket is imuxsock's
+// system socket as Debian ships it (the parser for syslog(3)'s form), the
+// other a socket with the regular parser chain, for rfc5424. (Seen: RFC
+// 5424 records on the shipped socket became program "1", pid "-", with
+// the whole header in the message.)
+func TestUnderRsyslog(t *testing.T) {
+	needSystem(t, "zend's syslog records parsed by the real rsyslog")
+	rsyslogd := tool(t, "rsyslogd", "/usr/sbin/rsyslogd")
+	dir := sockDir(t)
+	// Each socket's records go to their own file. rsyslog keeps the
+	// space after "zend[PID]:" in a syslog(3) record's msg: ' ?'.
+	conf := writeFile(t, dir, "rsyslog.conf", fmt.Sprintf(`module(load="imuxsock" SysSock.Name="%[1]s/log")
+template(name="fields" type="string" string="app=%%app-name%% pid=%%procid%% fac=%%syslogfacility-text%% sev=%%syslogseverity-text%% msg=[%%msg%%]\n")
+ruleset(name="rfc5424") { action(type="omfile" file="%[1]s/out5424" template="fields") }
+input(type="imuxsock" Socket="%[1]s/log5424" UseSpecialParser="off" Ruleset="rfc5424")
+action(type="omfile" file="%[1]s/out" template="fields")
+`, dir))
+	rs := start(t, rsyslogd, nil, "-n", "-f", conf, "-i", filepath.Join(dir, "rsyslogd.pid"))
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(dir, "out"))
+			b5424, _ := os.ReadFile(filepath.Join(dir, "out5424"))
+			t.Logf("rsyslogd:\n%s\nwhat it wrote:\n%s\nfrom the rfc5424 socket:\n%s", rs.log(), b, b5424)
+		}
+	})
+	for _, s := range []string{"log", "log5424"} {
+		waitUntil(t, 10*time.Second, "rsyslogd's socket "+s, func() (bool, string) {
+			_, err := os.Stat(filepath.Join(dir, s))
+			return err == nil, fmt.Sprint(err)
+		})
 	}
-	srv.want(t, `- - stopped finished=`)
-	if strings.Contains(p.log(), "listening") {
-		t.Errorf("records went to stderr too:\n%s", p.log())
+
+	for _, tt := range []struct {
+		form, sock, out, facility string
+	}{
+		// The default form on the socket as Debian ships it.
+		{"rfc3164", "log", "out", "daemon"},
+		// RFC 5424 where rsyslog is set up to parse it.
+		{"rfc5424", "log5424", "out5424", "local3"},
+	} {
+		addr := freeAddr(t)
+		p := start(t, "zend", []string{"ZEND_SYSLOG_SOCKET=" + filepath.Join(dir, tt.sock), "ZEND_LOG_FILE=syslog",
+			"ZEND_LOG_SYSLOG_FORMAT=" + tt.form, "ZEND_LOG_FACILITY=" + tt.facility}, "-listen", addr, "run")
+		waitDial(t, addr)
+		client(t, addr)
+		host, port, _ := net.SplitHostPort(addr)
+		runBin(t, "zen-client", nil, "-e", "-p", port, host)
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		if code := p.wait(t, 15*time.Second); code != 0 {
+			t.Fatalf("zend exit %d:\n%s", code, p.log())
+		}
+		pid := p.cmd.Process.Pid
+		head := fmt.Sprintf(`(?m)^app=zend pid=%d fac=%s `, pid, tt.facility)
+		out := filepath.Join(dir, tt.out)
+		waitFileMatch(t, out, head+`sev=info msg=\[ ?accepted client=127\.0\.0\.1:\d+\]$`)
+		waitFileMatch(t, out, head+`sev=warning msg=\[ ?incomplete question then closed client=`)
+		waitFileMatch(t, out, head+`sev=info msg=\[ ?stopped finished=`)
 	}
+
+	// in-zen1 logs to syslog by default, under its own name.
+	client, server := socketPair(t)
+	cmd := startInetd(t, filepath.Join(bin, "in-zen1"), server, []string{"ZEND_SYSLOG_SOCKET=" + filepath.Join(dir, "log")})
+	server.Close()
+	if a := ask(t, bufio.NewReader(client), client, "Beautiful is better than?"); a != "Ugly." {
+		t.Fatalf("in-zen1 answered %q", a)
+	}
+	client.(*net.TCPConn).CloseWrite()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("in-zen1: %v", err)
+	}
+	waitFileMatch(t, filepath.Join(dir, "out"), fmt.Sprintf(`(?m)^app=in-zen1 pid=%d fac=daemon sev=info msg=\[ ?accepted client=127\.0\.0\.1:\d+\]$`, cmd.Process.Pid))
 }
 
 // TestRunSyslogMissing: zend run with log.file = "syslog" and no syslog
@@ -178,7 +276,7 @@ func TestInZen1SyslogRecords(t *testing.T) {
 		first string
 	}{
 		// An unwritable -log: the failure is the first record, at error.
-		{"unwritable log", []string{"-log", "BAD"}, nil, `^<27>1 .* in-zen1 PID - - cannot open the log file, logging to syslog instead file=BAD err=`},
+		{"unwritable log", []string{"-log", "BAD"}, nil, rfc3164 + `in-zen1\[PID\]: cannot open the log file, logging to syslog instead file=BAD err=`},
 		// No -log: syslog is the default, facility from log.facility.
 		{"default", nil, []string{"ZEND_LOG_FACILITY=local7"}, ""},
 		// -log syslog.
@@ -202,7 +300,8 @@ func TestInZen1SyslogRecords(t *testing.T) {
 			if len(tt.env) > 0 {
 				pri = "190" // local7 (23) * 8 + 6
 			}
-			srv.want(t, `^<`+pri+`>1 .* in-zen1 `+pid+` - - accepted client=127\.0\.0\.1:\d+$`)
+			head := `^<` + pri + `>[A-Z][a-z]{2} [ 123]\d \d\d:\d\d:\d\d in-zen1\[` + pid + `\]: `
+			srv.want(t, head+`accepted client=127\.0\.0\.1:\d+$`)
 			r := bufio.NewReader(client)
 			if a := ask(t, r, client, "Beautiful is better than?"); a != "Ugly." {
 				t.Fatalf("answer %q", a)
@@ -211,7 +310,7 @@ func TestInZen1SyslogRecords(t *testing.T) {
 			if err := cmd.Wait(); err != nil {
 				t.Fatalf("in-zen1: %v", err)
 			}
-			srv.want(t, `^<`+pri+`>1 .* in-zen1 `+pid+` - - closed`)
+			srv.want(t, head+`closed`)
 		})
 	}
 }
