@@ -6,7 +6,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -139,4 +143,157 @@ func (c *container) waitJournal(t *testing.T, what string, match func(map[string
 			t.Fatalf("no journal entry of %s:\n%s", what, entries)
 		}
 	}
+}
+
+// privateHost is this machine as a new user finds it, in a mount
+// namespace of its own, so that the README's by-hand steps (useradd,
+// files copied into /etc) run as written without changing the machine:
+// /etc is a copy of the real one without zend.toml; /dev holds null,
+// zero, full, random and urandom, and at /dev/log a syslog socket the
+// test reads; /run and /var/log are empty.
+type privateHost struct {
+	root string // holds etc, dev, run and var/log
+
+	mu     sync.Mutex
+	syslog strings.Builder // every record that reached /dev/log, one a line
+}
+
+func newPrivateHost(t *testing.T) *privateHost {
+	t.Helper()
+	needRoot(t)
+	tool(t, "unshare", "/usr/bin/unshare")
+	tool(t, "nsenter", "/usr/bin/nsenter")
+	h := &privateHost{root: shared(t)}
+	if out, err := exec.Command("cp", "-a", "/etc", filepath.Join(h.root, "etc")).CombinedOutput(); err != nil {
+		t.Fatalf("copy /etc: %v %s", err, out)
+	}
+	os.Remove(filepath.Join(h.root, "etc", "zend.toml"))
+	for _, d := range []string{"dev", "run", "var/log"} {
+		if err := os.MkdirAll(filepath.Join(h.root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv := listenDgram(t, filepath.Join(h.root, "dev", "log"))
+	go func() {
+		for d := range srv.recv {
+			h.mu.Lock()
+			h.syslog.WriteString(strings.TrimSuffix(d, "\n") + "\n")
+			h.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("syslog of the private host:\n%s", h.records())
+		}
+	})
+	return h
+}
+
+// enter is the shell text that makes the current mount namespace the
+// private host; run it in a fresh one (unshare --mount).
+func (h *privateHost) enter() string {
+	var b strings.Builder
+	for _, d := range []string{"null", "zero", "full", "random", "urandom"} {
+		fmt.Fprintf(&b, "touch %[1]s/dev/%[2]s && mount --bind /dev/%[2]s %[1]s/dev/%[2]s\n", h.root, d)
+	}
+	fmt.Fprintf(&b, "mount --bind %[1]s/etc /etc\nmount --rbind %[1]s/dev /dev\nmount --bind %[1]s/run /run\nmount --bind %[1]s/var/log /var/log\n", h.root)
+	return b.String()
+}
+
+// start runs script in a new mount namespace made the private host; the
+// script's last line should exec the program the test then holds by pid.
+func (h *privateHost) start(t *testing.T, script string) *proc {
+	t.Helper()
+	p := start(t, "/usr/bin/unshare", nil, "--mount", "--propagation", "private", "sh", "-ec", h.enter()+script)
+	// Stop what it started first, by pid: children before the parent.
+	t.Cleanup(func() { killTree(p.cmd.Process.Pid) })
+	return p
+}
+
+// sh runs a shell line in the private host of the process pid (one that
+// start started) and returns its output and exit code.
+func (h *privateHost) sh(t *testing.T, pid int, line string) (string, int) {
+	t.Helper()
+	out, errout, code := runCmd(t, exec.Command("nsenter", "--target", strconv.Itoa(pid), "--mount", "sh", "-c", line))
+	return out + errout, code
+}
+
+// path is where a file of the private host lives on the machine.
+func (h *privateHost) path(name string) string { return filepath.Join(h.root, name) }
+
+// records returns the syslog records received so far.
+func (h *privateHost) records() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.syslog.String()
+}
+
+// waitSyslog waits up to d for the records to match re, and returns the
+// submatches.
+func (h *privateHost) waitSyslog(t *testing.T, d time.Duration, re string) []string {
+	t.Helper()
+	rx := regexp.MustCompile(re)
+	var m []string
+	waitUntil(t, d, "a syslog record "+re, func() (bool, string) {
+		m = rx.FindStringSubmatch(h.records())
+		return m != nil, ""
+	})
+	return m
+}
+
+// uid returns the uid of user in the private host's /etc/passwd.
+func (h *privateHost) uid(t *testing.T, user string) string {
+	t.Helper()
+	b, _ := os.ReadFile(h.path("etc/passwd"))
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Split(line, ":"); len(f) > 2 && f[0] == user {
+			return f[2]
+		}
+	}
+	t.Fatalf("no user %s in the private /etc/passwd", user)
+	return ""
+}
+
+// readmeCommand returns the first command of the README that starts with
+// prefix and is quoted in backticks after marker, its lines joined.
+func readmeCommand(t *testing.T, marker, prefix string) string {
+	t.Helper()
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	i := strings.Index(s, marker)
+	if i < 0 {
+		t.Fatalf("README has no %q", marker)
+	}
+	m := regexp.MustCompile("`(" + regexp.QuoteMeta(prefix) + "[^`]*)`").FindStringSubmatch(s[i:])
+	if m == nil {
+		t.Fatalf("README has no `%s...` after %q", prefix, marker)
+	}
+	return strings.Join(strings.Fields(m[1]), " ")
+}
+
+// childrenOf returns the pids of pid's live children.
+func childrenOf(pid int) []int {
+	var kids []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if st := procStat(p); len(st) > 1 && st[1] == strconv.Itoa(pid) && st[0] != "Z" {
+			kids = append(kids, p)
+		}
+	}
+	return kids
+}
+
+// killTree kills pid's descendants, deepest first, then pid.
+func killTree(pid int) {
+	for _, c := range childrenOf(pid) {
+		killTree(c)
+	}
+	syscall.Kill(pid, syscall.SIGKILL)
 }

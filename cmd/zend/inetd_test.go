@@ -252,62 +252,68 @@ func TestInZen2RefusesConnectedSocket(t *testing.T) {
 	}
 }
 
-// inetdSetup is a private inetd configuration built from the shipped
-// packaging/inetd/inetd.conf with ports, paths and user rewritten.
-type inetdSetup struct {
-	dir, conf, log, cfg string
-	port1, port2        int
+// inetdByHand is openbsd-inetd set up as the README says, on a private
+// host: the user zend made with the README's useradd, and the shipped
+// lines of packaging/inetd/inetd.conf added to /etc/inetd.conf with only
+// the ports and the binaries' folder changed (with tcpd, its commented
+// line in place of the plain nowait one, as the file says). There is no
+// /etc/zend.toml and no log folder: in-zen runs on the embedded defaults
+// and logs to /dev/log.
+type inetdByHand struct {
+	host         *privateHost
+	inetd        *proc
+	addr1, addr2 string
 }
 
-func newInetdSetup(t *testing.T, tcpd bool) *inetdSetup {
+// newInetdByHand writes the lines and starts inetd; prepare, when not
+// nil, runs first (to write more of the private /etc).
+func newInetdByHand(t *testing.T, tcpd bool, prepare func(h *privateHost)) *inetdByHand {
 	t.Helper()
-	s := &inetdSetup{dir: shared(t)}
-	s.log = filepath.Join(s.dir, "in-zen.log")
-	s.cfg = filepath.Join(s.dir, "zend.toml")
-	os.WriteFile(s.cfg, []byte("[answers]\n\"Readability counts?\" = \"Yes.\"\n"), 0o644)
-	s.port1, s.port2 = freePort(t), freePort(t)
+	inetd := tool(t, "inetd", "/usr/sbin/inetd")
+	s := &inetdByHand{host: newPrivateHost(t)}
+	port1, port2 := freePort(t), freePort(t)
+	s.addr1, s.addr2 = fmt.Sprintf("127.0.0.1:%d", port1), fmt.Sprintf("127.0.0.1:%d", port2)
 	shipped, err := os.ReadFile("../../packaging/inetd/inetd.conf")
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The shipped lines: the nowait one (its tcpd variant is commented
-	// out below it) and the wait one.
 	var lines []string
 	for _, line := range strings.Split(string(shipped), "\n") {
 		f := strings.Fields(strings.TrimPrefix(line, "#"))
 		if len(f) < 7 || !strings.HasPrefix(f[0], "127.0.0.1:") {
 			continue
 		}
-		viaTcpd := f[5] == "/usr/sbin/tcpd"
-		if f[3] == "nowait" && viaTcpd != tcpd {
+		if f[3] == "nowait" && (f[5] == "/usr/sbin/tcpd") != tcpd {
 			continue
 		}
-		port := s.port1
+		port := port1
 		if f[3] == "wait" {
-			port = s.port2
-		} else {
-			f[3] = "nowait.1000" // openbsd-inetd allows 256 a minute by default
+			port = port2
 		}
-		f[0] = fmt.Sprintf("127.0.0.1:%d", port)
-		f[4] = "nobody"
-		for i := range f {
-			f[i] = strings.NewReplacer("/usr/sbin/in-zen", filepath.Join(bin, "in-zen"), "8s", "1s").Replace(f[i])
-		}
-		// The shipped lines read /etc/zend.toml (the default); the test's
-		// configuration and log are elsewhere.
-		f = append(f, "-c", s.cfg, "-log", s.log)
-		lines = append(lines, strings.Join(f, " "))
+		line = strings.TrimPrefix(line, "#")
+		line = strings.Replace(line, f[0], fmt.Sprintf("127.0.0.1:%d", port), 1)
+		line = strings.ReplaceAll(line, "/usr/sbin/in-zen", filepath.Join(bin, "in-zen"))
+		lines = append(lines, line)
 	}
 	if len(lines) != 2 {
 		t.Fatalf("expected two service lines from packaging/inetd/inetd.conf, got %q", lines)
 	}
-	s.conf = filepath.Join(s.dir, "inetd.conf")
-	os.WriteFile(s.conf, []byte(strings.Join(lines, "\n")+"\n"), 0o644)
+	conf := s.host.path("etc/inetd.conf")
+	old, _ := os.ReadFile(conf)
+	if err := os.WriteFile(conf, append(old, strings.Join(lines, "\n")+"\n"...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if prepare != nil {
+		prepare(s.host)
+	}
+	useradd := readmeCommand(t, "## inetd and xinetd", "useradd ")
+	s.inetd = s.host.start(t, useradd+"\nexec "+inetd+" -d\n")
 	t.Cleanup(func() {
-		for _, pid := range processesWith(s.log) {
-			syscall.Kill(pid, syscall.SIGKILL)
+		if t.Failed() {
+			t.Logf("inetd.conf lines:\n%s\ninetd output:\n%s", strings.Join(lines, "\n"), s.inetd.log())
 		}
 	})
+	s.inetd.waitLog(t, `ADD\s*: 127\.0\.0\.1:`+strconv.Itoa(port2))
 	return s
 }
 
@@ -318,72 +324,172 @@ func freePort(t *testing.T) int {
 	return n
 }
 
-// report prints inetd's output and the in-zen log when a test failed:
-// inetd writes its errors to syslog only.
-func (s *inetdSetup) report(t *testing.T, p *proc) {
-	t.Cleanup(func() {
-		if t.Failed() {
-			logText, _ := os.ReadFile(s.log)
-			conf, _ := os.ReadFile(s.conf)
-			t.Logf("inetd.conf:\n%s\ninetd output:\n%s\nin-zen log:\n%s", conf, p.log(), logText)
+// heldChild holds a conversation open on addr and returns the pid of the
+// child of parent, called prog, that serves it.
+func heldChild(t *testing.T, parent int, prog, addr string) int {
+	t.Helper()
+	held := conversation(t, addr)
+	held("Simple is better than?")
+	var kids []int
+	for _, pid := range childrenOf(parent) {
+		if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); strings.TrimSpace(string(comm)) == prog {
+			kids = append(kids, pid)
 		}
-	})
+	}
+	if len(kids) != 1 {
+		t.Fatalf("%d %s children of %d while one conversation is open: %v", len(kids), prog, parent, kids)
+	}
+	return kids[0]
 }
 
+// TestUnderInetd follows the README's inetd install literally, on a
+// private host (seen: in-zen1 reset the client, in-zen2 made inetd
+// respawn it 259 times, and nothing was logged anywhere).
 func TestUnderInetd(t *testing.T) {
-	needSystem(t, "in-zen1 and in-zen2 under the real openbsd-inetd")
-	inetd := tool(t, "inetd", "/usr/sbin/inetd")
-	s := newInetdSetup(t, false)
-	p := start(t, inetd, nil, "-d", s.conf)
-	s.report(t, p)
-	p.waitLog(t, `ADD: 127\.0\.0\.1:`+strconv.Itoa(s.port2))
-	addr1 := fmt.Sprintf("127.0.0.1:%d", s.port1)
-	addr2 := fmt.Sprintf("127.0.0.1:%d", s.port2)
+	needSystem(t, "the README's inetd install with the shipped lines under the real openbsd-inetd")
+	s := newInetdByHand(t, false, nil)
+	h := s.host
+	zendUID := h.uid(t, "zend")
 
-	// Both modes answer the three questions and the config's own.
-	client(t, addr1)
-	client(t, addr2)
-	if a := askOnce(t, addr1, "Readability counts?"); a != "Yes." {
-		t.Errorf("in-zen1 did not read -c: %q", a)
-	}
+	// Both modes answer the three questions, on the embedded defaults,
+	// and say so to syslog under their own names.
+	client(t, s.addr1)
+	client(t, s.addr2)
+	h.waitSyslog(t, 10*time.Second, `(?m)^<30>[A-Z][a-z]{2} [ 123]\d \d\d:\d\d:\d\d in-zen1\[\d+\]: accepted client=127\.0\.0\.1:\d+$`)
+	h.waitSyslog(t, 10*time.Second, `(?m)^<30>.* in-zen2\[\d+\]: accepted client=127\.0\.0\.1:\d+$`)
 
-	// in-zen1's fds 1 and 2 are the log, not the socket.
-	held := conversation(t, addr1)
-	held("Simple is better than?")
-	m := waitFileMatch(t, s.log, `msg=accepted prog=in-zen1 pid=(\d+) client=127\.0\.0\.1:\d+\n[^\n]*\z|msg=accepted prog=in-zen1 pid=(\d+)[^\n]*\n\z`)
-	pid, _ := strconv.Atoi(m[1] + m[2])
-	if fdTarget(pid, 1) != s.log || fdTarget(pid, 2) != s.log {
-		t.Errorf("in-zen1 under inetd: fd 1 -> %q, fd 2 -> %q, want the log", fdTarget(pid, 1), fdTarget(pid, 2))
+	// in-zen1 runs as zend, with fds 1 and 2 off the client's socket.
+	pid := heldChild(t, s.inetd.cmd.Process.Pid, "in-zen1", s.addr1)
+	if uid := procStatus(t, pid, "Uid"); strings.Fields(uid)[0] != zendUID {
+		t.Errorf("in-zen1 runs as uid %s, want zend's %s", uid, zendUID)
 	}
-	if uid := procStatus(t, pid, "Uid"); strings.Fields(uid)[0] != "65534" {
-		t.Errorf("in-zen1 runs as uid %s, want nobody", uid)
+	for _, fd := range []int{1, 2} {
+		if target := fdTarget(pid, fd); strings.HasPrefix(target, "socket:") {
+			t.Errorf("in-zen1's fd %d is %s, not moved off the client", fd, target)
+		}
 	}
 	closeAll(t)
 
-	// 50 concurrent clients through in-zen1.
+	// With /etc/zend.toml, the next in-zen1 reads it.
+	writeFile(t, h.path("etc"), "zend.toml", "[answers]\n\"Readability counts?\" = \"Yes.\"\n")
+	if a := askOnce(t, s.addr1, "Readability counts?"); a != "Yes." {
+		t.Errorf("in-zen1 did not read /etc/zend.toml: %q", a)
+	}
+
+	// 50 concurrent clients through in-zen1 (inetd allows 256 a minute).
 	var wg sync.WaitGroup
 	for i := 0; i < 50; i++ {
 		wg.Add(1)
-		go func() { defer wg.Done(); client(t, addr1) }()
+		go func() { defer wg.Done(); client(t, s.addr1) }()
 	}
 	wg.Wait()
 
-	// in-zen2 serves several clients, exits after its timeout, and inetd
-	// starts a fresh one for the next client.
+	// in-zen2 serves several clients, exits after the shipped -timeout 8s,
+	// and inetd starts a fresh one for the next client.
 	for i := 0; i < 5; i++ {
-		client(t, addr2)
+		client(t, s.addr2)
 	}
-	first := waitFileMatch(t, s.log, `msg="no new connection, exiting" prog=in-zen2 pid=(\d+)`)
-	p.waitLog(t, first[1]+` reaped`)
-	client(t, addr2)
-	logText, _ := os.ReadFile(s.log)
-	pids := map[string]bool{}
-	for _, m := range regexp.MustCompile(`msg=listening prog=in-zen2 pid=(\d+)`).FindAllStringSubmatch(string(logText), -1) {
-		pids[m[1]] = true
+	first := h.waitSyslog(t, 60*time.Second, `in-zen2\[(\d+)\]: no new connection, exiting`)
+	s.inetd.waitLog(t, first[1]+` reaped`)
+	client(t, s.addr2)
+	h.waitServers(t, "in-zen2", 2)
+}
+
+// TestUnderTcpd: the shipped tcpd line, with hosts.deny refusing one
+// client address and hosts.allow serving another; tcpd says so in syslog.
+func TestUnderTcpd(t *testing.T) {
+	needSystem(t, "tcpd's hosts.allow and hosts.deny in front of in-zen1")
+	tool(t, "tcpd", "/usr/sbin/tcpd")
+	s := newInetdByHand(t, true, func(h *privateHost) {
+		writeFile(t, h.path("etc"), "hosts.allow", "in-zen1: 127.0.0.1\n")
+		writeFile(t, h.path("etc"), "hosts.deny", "in-zen1: ALL\n")
+	})
+	client(t, s.addr1) // 127.0.0.1 is allowed
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}, Timeout: 5 * time.Second}
+	c, err := d.Dial("tcp", s.addr1)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if len(pids) < 2 {
-		t.Errorf("want a second in-zen2 after the first exited, saw pids %v", pids)
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "Beautiful is better than?")
+	if b, _ := io.ReadAll(c); len(b) != 0 {
+		t.Fatalf("127.0.0.2, denied by hosts.deny, got %q", b)
 	}
+	s.host.waitSyslog(t, 10*time.Second, `refused connect from 127\.0\.0\.2`)
+	if strings.Contains(s.host.records(), "client=127.0.0.2") {
+		t.Fatal("a denied client reached in-zen1")
+	}
+}
+
+// TestUnderXinetd follows the README's xinetd install literally, on a
+// private host with xinetd's own /etc/xinetd.conf: the shipped service
+// files copied to /etc/xinetd.d with only the port and the binary's
+// folder changed.
+func TestUnderXinetd(t *testing.T) {
+	needSystem(t, "the shipped xinetd service files under the real xinetd")
+	xinetd := tool(t, "xinetd", os.Getenv("XINETD"), "/var/tmp/zend-ci/xinetd/root/usr/sbin/xinetd", "/usr/sbin/xinetd")
+	h := newPrivateHost(t)
+	// xinetd's own configuration, as its package installs it (the
+	// unpacked package's, next to its binary, or the machine's).
+	pkgEtc := filepath.Join(filepath.Dir(filepath.Dir(filepath.Dir(xinetd))), "etc")
+	if out, err := exec.Command("cp", "-a", filepath.Join(pkgEtc, "xinetd.conf"), filepath.Join(pkgEtc, "xinetd.d"), h.path("etc")).CombinedOutput(); err != nil {
+		t.Fatalf("xinetd's /etc: %v %s", err, out)
+	}
+	ports := map[string]int{"in-zen1": freePort(t), "in-zen2": freePort(t)}
+	for _, name := range []string{"in-zen1", "in-zen2"} {
+		b, err := os.ReadFile("../../packaging/xinetd/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := regexp.MustCompile(`(?m)^(\s*port\s*=).*$`).ReplaceAllString(string(b), "${1} "+strconv.Itoa(ports[name]))
+		text = strings.ReplaceAll(text, "/usr/sbin/"+name, filepath.Join(bin, name))
+		writeFile(t, h.path("etc/xinetd.d"), name, text)
+	}
+	useradd := readmeCommand(t, "## inetd and xinetd", "useradd ")
+	p := h.start(t, useradd+"\nexec "+xinetd+" -dontfork\n")
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("xinetd output:\n%s", p.log())
+		}
+	})
+	addr1 := fmt.Sprintf("127.0.0.1:%d", ports["in-zen1"])
+	addr2 := fmt.Sprintf("127.0.0.1:%d", ports["in-zen2"])
+	waitDial(t, addr1)
+	waitDial(t, addr2)
+	client(t, addr1)
+	h.waitSyslog(t, 10*time.Second, `in-zen1\[\d+\]: accepted client=127\.0\.0\.1:\d+`)
+	pid := heldChild(t, p.cmd.Process.Pid, "in-zen1", addr1)
+	if uid, want := strings.Fields(procStatus(t, pid, "Uid"))[0], h.uid(t, "zend"); uid != want {
+		t.Errorf("in-zen1 runs as uid %s, want zend's %s", uid, want)
+	}
+	closeAll(t)
+	var wg sync.WaitGroup
+	for i := 0; i < 10; i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); client(t, addr2) }()
+	}
+	wg.Wait()
+	first := h.waitSyslog(t, 60*time.Second, `in-zen2\[(\d+)\]: no new connection, exiting`)
+	waitUntil(t, 10*time.Second, "in-zen2 "+first[1]+" gone", func() (bool, string) {
+		return procStat(mustAtoi(t, first[1])) == nil || procStat(mustAtoi(t, first[1]))[0] == "Z", ""
+	})
+	client(t, addr2) // xinetd starts a new one
+	h.waitServers(t, "in-zen2", 2)
+}
+
+// waitServers waits up to 10 s for records of clients accepted by n
+// processes of prog.
+func (h *privateHost) waitServers(t *testing.T, prog string, n int) {
+	t.Helper()
+	rx := regexp.MustCompile(regexp.QuoteMeta(prog) + `\[(\d+)\]: accepted`)
+	waitUntil(t, 10*time.Second, fmt.Sprintf("clients accepted by %d %s processes", n, prog), func() (bool, string) {
+		pids := map[string]bool{}
+		for _, m := range rx.FindAllStringSubmatch(h.records(), -1) {
+			pids[m[1]] = true
+		}
+		return len(pids) >= n, fmt.Sprint(pids)
+	})
 }
 
 // waitFileMatch waits up to 10 s for a file's content to match re.
@@ -401,99 +507,13 @@ func waitFileMatch(t *testing.T, path, re string) []string {
 	return nil
 }
 
-// TestUnderTcpd: hosts.deny refuses one client address, another is
-// served. The hosts files are bind-mounted over /etc in a private mount
-// namespace.
-func TestUnderTcpd(t *testing.T) {
-	needSystem(t, "tcpd's hosts.allow and hosts.deny in front of in-zen1, with /etc bind-mounted")
-	inetd := tool(t, "inetd", "/usr/sbin/inetd")
-	tool(t, "tcpd", "/usr/sbin/tcpd")
-	unshare := tool(t, "unshare", "/usr/bin/unshare")
-	s := newInetdSetup(t, true)
-	allow := filepath.Join(s.dir, "hosts.allow")
-	deny := filepath.Join(s.dir, "hosts.deny")
-	os.WriteFile(allow, []byte("in-zen1: 127.0.0.1\n"), 0o644)
-	os.WriteFile(deny, []byte("in-zen1: ALL\n"), 0o644)
-	p := start(t, unshare, nil, "--mount", "--propagation", "private", "sh", "-c",
-		fmt.Sprintf("mount --bind %s /etc/hosts.allow && mount --bind %s /etc/hosts.deny && exec %s -d %s", allow, deny, inetd, s.conf))
-	s.report(t, p)
-	p.waitLog(t, `ADD: 127\.0\.0\.1:`+strconv.Itoa(s.port1))
-	addr := fmt.Sprintf("127.0.0.1:%d", s.port1)
-
-	client(t, addr) // 127.0.0.1 is allowed
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}, Timeout: 5 * time.Second}
-	c, err := d.Dial("tcp", addr)
+func mustAtoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	io.WriteString(c, "Beautiful is better than?")
-	if b, _ := io.ReadAll(c); len(b) != 0 {
-		t.Fatalf("127.0.0.2, denied by hosts.deny, got %q", b)
-	}
-	logText, _ := os.ReadFile(s.log)
-	if bytes.Contains(logText, []byte("client=127.0.0.2")) {
-		t.Fatal("a denied client reached in-zen1")
-	}
-}
-
-// TestUnderXinetd runs the shipped xinetd service files (paths, ports and
-// user rewritten) under the real xinetd.
-func TestUnderXinetd(t *testing.T) {
-	needSystem(t, "the shipped xinetd service files under the real xinetd")
-	xinetd := tool(t, "xinetd", os.Getenv("XINETD"), "/var/tmp/zend-ci/xinetd/root/usr/sbin/xinetd", "/usr/sbin/xinetd")
-	dir := shared(t)
-	logf := filepath.Join(dir, "in-zen.log")
-	cfg := filepath.Join(dir, "zend.toml")
-	os.WriteFile(cfg, nil, 0o644)
-	ports := map[string]int{"in-zen1": freePort(t), "in-zen2": freePort(t)}
-	conf := fmt.Sprintf("defaults\n{\n\tlog_type = FILE %s\n}\n", filepath.Join(dir, "xinetd.log"))
-	for _, name := range []string{"in-zen1", "in-zen2"} {
-		b, err := os.ReadFile("../../packaging/xinetd/" + name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		text := regexp.MustCompile(`(?m)^(\s*port\s*=).*$`).ReplaceAllString(string(b), "${1} "+strconv.Itoa(ports[name]))
-		text = regexp.MustCompile(`(?m)^(\s*user\s*=).*$`).ReplaceAllString(text, "${1} nobody")
-		text = regexp.MustCompile(`(?m)^(\s*group\s*=).*$`).ReplaceAllString(text, "${1} nogroup")
-		text = strings.NewReplacer("/usr/sbin/"+name, filepath.Join(bin, name), "8s", "1s").Replace(text)
-		// The shipped files read /etc/zend.toml (the default); the test's
-		// configuration and log are elsewhere.
-		args := "-c " + cfg + " -log " + logf
-		if rx := regexp.MustCompile(`(?m)^(\s*server_args\s*=)`); rx.MatchString(text) {
-			text = rx.ReplaceAllString(text, "${1} "+args)
-		} else {
-			text = regexp.MustCompile(`(?m)^(\s*server\s*=.*)$`).ReplaceAllString(text, "${1}\n\tserver_args = "+args)
-		}
-		conf += text
-	}
-	confPath := filepath.Join(dir, "xinetd.conf")
-	os.WriteFile(confPath, []byte(conf), 0o644)
-	p := start(t, xinetd, nil, "-f", confPath, "-dontfork", "-pidfile", filepath.Join(dir, "xinetd.pid"))
-	t.Cleanup(func() {
-		for _, pid := range processesWith(logf) {
-			syscall.Kill(pid, syscall.SIGKILL)
-		}
-		if t.Failed() {
-			xl, _ := os.ReadFile(filepath.Join(dir, "xinetd.log"))
-			il, _ := os.ReadFile(logf)
-			t.Logf("xinetd.conf:\n%s\nxinetd output:\n%s\nxinetd log:\n%s\nin-zen log:\n%s", conf, p.log(), xl, il)
-		}
-	})
-	addr1 := fmt.Sprintf("127.0.0.1:%d", ports["in-zen1"])
-	addr2 := fmt.Sprintf("127.0.0.1:%d", ports["in-zen2"])
-	waitDial(t, addr1)
-	client(t, addr1)
-	var wg sync.WaitGroup
-	for i := 0; i < 10; i++ {
-		wg.Add(1)
-		go func() { defer wg.Done(); client(t, addr2) }()
-	}
-	wg.Wait()
-	waitFileMatch(t, logf, `msg="no new connection, exiting" prog=in-zen2`)
-	client(t, addr2) // xinetd starts a new one
-	waitFileMatch(t, logf, `msg=accepted prog=in-zen1 pid=\d+ client=127\.0\.0\.1`)
+	return n
 }
 
 // unanswered runs in-zen1 with config text on a fresh connection, asks a

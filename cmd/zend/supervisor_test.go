@@ -5,7 +5,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -16,63 +15,54 @@ import (
 	"time"
 )
 
-// TestUnderSupervisord runs the shipped [program:zend] (paths rewritten)
-// under the real supervisord.
+// TestUnderSupervisord follows the README's supervisord install
+// literally, on a private host: the user zend made with the README's
+// useradd, supervisord run as its package's service runs it, the shipped
+// [program:zend] copied to /etc/supervisor/conf.d with only the binary's
+// path changed, then "supervisorctl update". The operator's
+// /etc/zend.toml gives the port. (Seen: "Invalid user name zend", then
+// BACKOFF on a missing /etc/zend.toml.)
 func TestUnderSupervisord(t *testing.T) {
-	needSystem(t, "the shipped [program:zend] under the real supervisord")
+	needSystem(t, "the README's supervisord install with the shipped [program:zend]")
 	supervisord := tool(t, "supervisord", "/usr/bin/supervisord")
-	supervisorctl := tool(t, "supervisorctl", "/usr/bin/supervisorctl")
-	dir := shared(t)
+	tool(t, "supervisorctl", "/usr/bin/supervisorctl")
+	h := newPrivateHost(t)
 	addr, maddr := freeAddr(t), freeAddr(t)
-	cfg := filepath.Join(dir, "zend.toml")
 	writeCfg := func(answer string) {
-		os.WriteFile(cfg, []byte(fmt.Sprintf("[server]\nlisten = [%q]\nanswer_delay = \"300ms\"\n[metrics]\nlisten = %q\n[answers]\n\"Readability counts?\" = %q\n", addr, maddr, answer)), 0o644)
+		writeFile(t, h.path("etc"), "zend.toml", fmt.Sprintf("[server]\nlisten = [%q]\nanswer_delay = \"300ms\"\n[metrics]\nlisten = %q\n[answers]\n\"Readability counts?\" = %q\n", addr, maddr, answer))
 	}
 	writeCfg("Yes.")
+	// The folder supervisor's package makes for its logs.
+	if err := os.MkdirAll(h.path("var/log/supervisor"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	useradd := readmeCommand(t, "## Running under supervisord", "useradd ")
+	sd := h.start(t, useradd+"\nexec "+supervisord+" -n -c /etc/supervisor/supervisord.conf\n")
+	ctl := func(args ...string) (string, int) {
+		t.Helper()
+		return h.sh(t, sd.cmd.Process.Pid, "supervisorctl "+strings.Join(args, " "))
+	}
+	stdoutLog := h.path("var/log/supervisor/zend.log")
+	t.Cleanup(func() {
+		ctl("shutdown")
+		sd.wait(t, 30*time.Second)
+		if t.Failed() {
+			out, _ := os.ReadFile(stdoutLog)
+			t.Logf("zend's output:\n%s\nsupervisord:\n%s", out, sd.log())
+		}
+	})
+	waitUntil(t, 20*time.Second, "supervisord's socket", func() (bool, string) {
+		_, code := ctl("status")
+		return code == 0, ""
+	})
 	shipped, err := os.ReadFile("../../packaging/supervisor/zend.conf")
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Only the paths change: the binary's, and the configuration's
-	// (the shipped line reads /etc/zend.toml, the default).
-	prog := strings.NewReplacer(
-		"/usr/sbin/zend run", filepath.Join(bin, "zend")+" -c "+cfg+" run",
-		"/var/log/supervisor/zend.log", filepath.Join(dir, "zend-stdout.log"),
-		"user=zend", "user=nobody",
-	).Replace(string(shipped))
-	os.WriteFile(filepath.Join(dir, "zend.conf"), []byte(prog), 0o644)
-	conf := filepath.Join(dir, "supervisord.conf")
-	os.WriteFile(conf, []byte(fmt.Sprintf(`[unix_http_server]
-file=%[1]s/s.sock
-[supervisord]
-logfile=%[1]s/supervisord.log
-pidfile=%[1]s/supervisord.pid
-childlogdir=%[1]s
-user=root
-[rpcinterface:supervisor]
-supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
-[supervisorctl]
-serverurl=unix://%[1]s/s.sock
-[include]
-files = %[1]s/zend.conf
-`, dir)), 0o644)
-	sd := start(t, supervisord, nil, "-n", "-c", conf)
-	ctl := func(args ...string) (string, int) {
-		t.Helper()
-		out, errout, code := runCmd(t, exec.Command(supervisorctl, append([]string{"-c", conf}, args...)...))
-		return out + errout, code
+	writeFile(t, h.path("etc/supervisor/conf.d"), "zend.conf", strings.ReplaceAll(string(shipped), "/usr/sbin/zend", filepath.Join(bin, "zend")))
+	if out, code := ctl("update"); code != 0 {
+		t.Fatalf("supervisorctl update: %d %s", code, out)
 	}
-	t.Cleanup(func() {
-		ctl("shutdown")
-		sd.wait(t, 30*time.Second)
-		for _, pid := range processesWith(cfg) {
-			syscall.Kill(pid, syscall.SIGKILL)
-		}
-		if t.Failed() {
-			out, _ := os.ReadFile(filepath.Join(dir, "zend-stdout.log"))
-			t.Logf("zend's output:\n%s\nsupervisord:\n%s", out, sd.log())
-		}
-	})
 	pid := func() int {
 		t.Helper()
 		out, _ := ctl("pid", "zend")
@@ -92,8 +82,8 @@ files = %[1]s/zend.conf
 	}
 	running()
 	client(t, addr)
-	if uid := procStatus(t, pid(), "Uid"); strings.Fields(uid)[0] != "65534" {
-		t.Errorf("zend runs as %s, want nobody (user=)", uid)
+	if uid, want := strings.Fields(procStatus(t, pid(), "Uid"))[0], h.uid(t, "zend"); uid != want {
+		t.Errorf("zend runs as uid %s, want zend's %s (user=)", uid, want)
 	}
 
 	// restart under load: every question asked before it is answered.
@@ -165,7 +155,7 @@ files = %[1]s/zend.conf
 	if out, code := ctl("stop", "zend"); code != 0 || !strings.Contains(out, "stopped") {
 		t.Fatalf("supervisorctl stop: %d %s", code, out)
 	}
-	out, _ := os.ReadFile(filepath.Join(dir, "zend-stdout.log"))
+	out, _ := os.ReadFile(stdoutLog)
 	if !regexp.MustCompile(`msg=stopped finished=\d+ cut_off=0`).Match(out) {
 		t.Errorf("no graceful stop in zend's output:\n%s", out)
 	}
