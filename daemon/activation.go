@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"zend/daemon/inetd"
 
 	"golang.org/x/sys/unix"
 )
@@ -47,7 +48,7 @@ func listenersFrom(files []*os.File) ([]net.Listener, error) {
 		return nil, err
 	}
 	for _, f := range files {
-		if ok, err := isListening(int(f.Fd())); err != nil || !ok {
+		if ok, err := inetd.IsListening(int(f.Fd())); err != nil || !ok {
 			return fail(fmt.Errorf("inherited fd %d is not a listening socket: a socket unit with Accept=yes must run in-zen1, not zend", f.Fd()))
 		}
 		ln, err := net.FileListener(f)

@@ -15,6 +15,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"zend/config"
+	"zend/daemon/logsink"
+	"zend/daemon/trust"
 )
 
 // launch is what differs between the ways an instance starts; assemble
@@ -153,8 +155,8 @@ func assemble(ctx context.Context, src config.Source, l launch) (err error) {
 		umask, _ := config.ParseUmask(cfg.Daemon.Umask)
 		unix.Umask(umask) // step 10
 	}
-	logFile := logPath(cfg, defLog)
-	sink := newLogSink(cfg, logFile, l.stderr, l.daemon)
+	logFile := logsink.FilePath(cfg, defLog)
+	sink := logsink.New(cfg, logFile, l.stderr, l.daemon)
 	defer sink.Close()
 	log := sink.Logger()
 	fail := func(err error) error {
@@ -336,11 +338,11 @@ func prepareLogDir(dir string, cred *credential) error {
 		if os.Geteuid() != 0 {
 			return nil
 		}
-		d, err := openTrustedDir(dir, 0o750)
+		d, err := trust.OpenDir(dir, 0o750)
 		if err != nil {
 			return fmt.Errorf("log folder: %w (zend running as root writes its log only where only root can write: set daemon.user, or choose another folder)", err)
 		}
-		d.close()
+		d.Close()
 		return nil
 	}
 	var st unix.Stat_t
@@ -349,7 +351,7 @@ func prepareLogDir(dir string, cred *credential) error {
 	} else if !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("log folder: %w", err)
 	}
-	if _, err := resolveTrusted(filepath.Dir(dir), 0); err != nil {
+	if _, err := trust.ResolveTrusted(filepath.Dir(dir), 0); err != nil {
 		return nil // not root's to create: the user creates it after the drop
 	}
 	if err := os.Mkdir(dir, 0o750); err != nil && !errors.Is(err, os.ErrExist) {
@@ -371,11 +373,11 @@ func prepareLogDir(dir string, cred *credential) error {
 func othersCannotWrite(dir string, st *unix.Stat_t, cred *credential) error {
 	switch {
 	case st.Mode&0o002 != 0:
-		return fmt.Errorf("log folder %s (mode %04o): %w: every user can create files in it; choose a folder only root and %s can write", dir, st.Mode&0o7777, ErrUntrusted, cred.user)
+		return fmt.Errorf("log folder %s (mode %04o): %w: every user can create files in it; choose a folder only root and %s can write", dir, st.Mode&0o7777, trust.ErrUntrusted, cred.user)
 	case st.Mode&0o020 != 0 && st.Gid != 0 && int(st.Gid) != cred.gid:
-		return fmt.Errorf("log folder %s (mode %04o, gid %d): %w: group %d can create files in it; choose a folder only root and %s can write", dir, st.Mode&0o7777, st.Gid, ErrUntrusted, st.Gid, cred.user)
+		return fmt.Errorf("log folder %s (mode %04o, gid %d): %w: group %d can create files in it; choose a folder only root and %s can write", dir, st.Mode&0o7777, st.Gid, trust.ErrUntrusted, st.Gid, cred.user)
 	case st.Uid != 0 && int(st.Uid) != cred.uid:
-		return fmt.Errorf("log folder %s: %w: owned by uid %d, neither root nor %s", dir, ErrUntrusted, st.Uid, cred.user)
+		return fmt.Errorf("log folder %s: %w: owned by uid %d, neither root nor %s", dir, trust.ErrUntrusted, st.Uid, cred.user)
 	}
 	return nil
 }

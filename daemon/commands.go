@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"zend/config"
+	"zend/daemon/trust"
 )
 
 // ErrNotRunning is returned by Reload when no daemon holds the pidfile.
@@ -96,13 +97,13 @@ func Stop(src config.Source, stderr io.Writer) error {
 // file removed while another process opens it is how two daemons end up
 // both holding "the" lock).
 func removeLeftovers(pidfile string) {
-	dir, err := openTrustedDir(filepath.Dir(pidfile), 0)
+	dir, err := trust.OpenDir(filepath.Dir(pidfile), 0)
 	if err != nil {
 		return
 	}
-	defer dir.close()
-	dir.remove(filepath.Base(pidfile))
-	dir.remove(filepath.Base(ControlPath(pidfile)))
+	defer dir.Close()
+	dir.Remove(filepath.Base(pidfile))
+	dir.Remove(filepath.Base(ControlPath(pidfile)))
 }
 
 // waitGone waits up to d for pid to exit (a zombie counts as exited).

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"zend/config"
+	"zend/daemon/logsink"
+	"zend/daemon/trust"
 )
 
 // instance is one running zend, foreground or daemon: its configuration
@@ -21,7 +23,7 @@ import (
 type instance struct {
 	src     config.Source
 	defLog  string // log file when log.file is unset: "" (stderr) or DefaultLogFile
-	sink    *logSink
+	sink    *logsink.Sink
 	log     *slog.Logger
 	svc     *Service
 	started time.Time
@@ -258,7 +260,7 @@ func (in *instance) apply() error {
 		// The rule start applies (Preflight), held on every reload: and
 		// only root's files count now, not those of the user the daemon
 		// dropped to (seen: a group-writable file was reloaded).
-		if err := configRootOnly(requested.Path, isRoot); err != nil {
+		if err := configRootOnly(requested.Path, trust.IsRoot); err != nil {
 			return err
 		}
 	}

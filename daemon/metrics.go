@@ -238,5 +238,5 @@ func (c *zendCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descReloads, prometheus.CounterValue, float64(failed), "failed")
 	ch <- prometheus.MustNewConstMetric(descBuild, prometheus.GaugeValue, 1, Version(), runtime.Version(), c.in.svc.Engine())
 	ch <- prometheus.MustNewConstMetric(descStarted, prometheus.GaugeValue, float64(c.in.started.UnixNano())/1e9)
-	ch <- prometheus.MustNewConstMetric(descReopen, prometheus.CounterValue, float64(c.in.sink.reopenFailures.Load()))
+	ch <- prometheus.MustNewConstMetric(descReopen, prometheus.CounterValue, float64(c.in.sink.ReopenFailures()))
 }

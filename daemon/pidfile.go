@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"zend/daemon/trust"
 
 	"golang.org/x/sys/unix"
 )
@@ -44,17 +45,17 @@ func LockPath(pidfile string) string {
 
 // AcquirePidfile takes the lock of the daemon whose pidfile is path. The
 // folder is created (0755) when missing and must be one only its owner
-// (root, or the user running zend) can change (ErrUntrusted otherwise).
+// (root, or the user running zend) can change (trust.ErrUntrusted otherwise).
 // It returns an error wrapping ErrRunning, naming the running pid when the
 // pidfile has one, when a live daemon holds the lock. Publish writes the
 // pid.
 func AcquirePidfile(path string) (*Pidfile, error) {
-	dir, err := openTrustedDir(filepath.Dir(path), 0o755)
+	dir, err := trust.OpenDir(filepath.Dir(path), 0o755)
 	if err != nil {
 		return nil, fmt.Errorf("pidfile folder: %w", err)
 	}
-	defer dir.close()
-	lock, err := dir.open(filepath.Base(LockPath(path)), unix.O_RDWR|unix.O_CREAT, 0o600)
+	defer dir.Close()
+	lock, err := dir.Open(filepath.Base(LockPath(path)), unix.O_RDWR|unix.O_CREAT, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("lock: %w", err)
 	}
@@ -91,15 +92,15 @@ func InheritPidfile(path string, lockFD, fileFD int) *Pidfile {
 // only for a pid inside the service, so the daemon's user cannot make it
 // adopt (and later kill) another process.
 func (p *Pidfile) Publish(pid int, owner *[2]int) error {
-	dir, err := openTrustedDir(filepath.Dir(p.path), 0)
+	dir, err := trust.OpenDir(filepath.Dir(p.path), 0)
 	if err != nil {
 		return fmt.Errorf("pidfile folder: %w", err)
 	}
-	defer dir.close()
+	defer dir.Close()
 	base := filepath.Base(p.path)
 	tmp := fmt.Sprintf(".%s.%d", base, pid)
-	dir.remove(tmp)
-	f, err := dir.open(tmp, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, 0o644)
+	dir.Remove(tmp)
+	f, err := dir.Open(tmp, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, 0o644)
 	if err != nil {
 		return fmt.Errorf("pidfile: %w", err)
 	}
@@ -114,11 +115,11 @@ func (p *Pidfile) Publish(pid int, owner *[2]int) error {
 		err = f.Sync()
 	}
 	if err == nil {
-		err = unix.Renameat(int(dir.f.Fd()), tmp, int(dir.f.Fd()), base)
+		err = unix.Renameat(dir.Fd(), tmp, dir.Fd(), base)
 	}
 	if err != nil {
 		f.Close()
-		dir.remove(tmp)
+		dir.Remove(tmp)
 		return fmt.Errorf("pidfile %s: write: %w", p.path, err)
 	}
 	if p.file != nil {
@@ -165,12 +166,12 @@ func (p *Pidfile) Release(pid int) error {
 			if terr := p.file.Truncate(0); terr != nil {
 				err = fmt.Errorf("pidfile %s: empty: %w", p.path, terr)
 			}
-			if dir, derr := openTrustedDir(filepath.Dir(p.path), 0); derr == nil {
+			if dir, derr := trust.OpenDir(filepath.Dir(p.path), 0); derr == nil {
 				if os.Geteuid() == 0 || dirWritable(dir) {
-					dir.remove(filepath.Base(p.path))
-					dir.remove(filepath.Base(ControlPath(p.path)))
+					dir.Remove(filepath.Base(p.path))
+					dir.Remove(filepath.Base(ControlPath(p.path)))
 				}
-				dir.close()
+				dir.Close()
 			}
 		}
 	}
@@ -180,8 +181,8 @@ func (p *Pidfile) Release(pid int) error {
 
 // dirWritable reports whether this process may create and remove files in
 // dir.
-func dirWritable(d *trustedDir) bool {
-	return unix.Faccessat(int(d.f.Fd()), ".", unix.W_OK, unix.AT_EACCESS) == nil
+func dirWritable(d *trust.Dir) bool {
+	return unix.Faccessat(d.Fd(), ".", unix.W_OK, unix.AT_EACCESS) == nil
 }
 
 // Close lets go of the lock and the pidfile without touching either: the

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"zend/daemon/trust"
 )
 
 func TestPidfile(t *testing.T) {
@@ -121,14 +122,14 @@ func TestUntrustedFolders(t *testing.T) {
 			os.Mkdir(d, 0o777)
 			os.Chmod(d, 0o777)
 			return filepath.Join(d, "zend.pid")
-		}, ErrUntrusted},
+		}, trust.ErrUntrusted},
 		// A sticky world-writable folder (/tmp) as the pidfile's own folder.
 		{"sticky folder", func(t *testing.T, dir string) string {
 			d := filepath.Join(dir, "tmp")
 			os.Mkdir(d, 0o777)
 			os.Chmod(d, os.ModeSticky|0o777)
 			return filepath.Join(d, "zend.pid")
-		}, ErrUntrusted},
+		}, trust.ErrUntrusted},
 		// A sticky world-writable ancestor is fine.
 		{"below a sticky folder", func(t *testing.T, dir string) string {
 			d := filepath.Join(dir, "tmp")
@@ -143,14 +144,14 @@ func TestUntrustedFolders(t *testing.T) {
 			os.Mkdir(d, 0o777)
 			os.Chmod(d, 0o777)
 			return filepath.Join(d, "run", "zend.pid")
-		}, ErrUntrusted},
+		}, trust.ErrUntrusted},
 		// A link at the lock's name is not followed.
 		{"link at the lock", func(t *testing.T, dir string) string {
 			d := filepath.Join(dir, "run")
 			os.Mkdir(d, 0o755)
 			os.Symlink(filepath.Join(dir, "elsewhere"), filepath.Join(d, "zend.lock"))
 			return filepath.Join(d, "zend.pid")
-		}, ErrUntrusted},
+		}, trust.ErrUntrusted},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

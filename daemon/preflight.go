@@ -10,6 +10,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"zend/config"
+	"zend/daemon/logsink"
+	"zend/daemon/trust"
 )
 
 // Preflight checks, without changing anything, what zend will need from
@@ -50,7 +52,7 @@ func Preflight(cfg *config.Config, daemon bool) error {
 		// Root acts on what the file says (the pidfile to remove, the
 		// user to run as, the folders to create): only root may change
 		// it, or what leads to it.
-		if err := configRootOnly(cfg.Path, trusted); err != nil {
+		if err := configRootOnly(cfg.Path, trust.Trusted); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -64,7 +66,7 @@ func Preflight(cfg *config.Config, daemon bool) error {
 	if daemon {
 		defLog = config.DefaultLogFile
 	}
-	if p := logPath(cfg, defLog); p != "" && !config.IsLogService(p) && (rootStarts == (os.Geteuid() == 0)) {
+	if p := logsink.FilePath(cfg, defLog); p != "" && !config.IsLogService(p) && (rootStarts == (os.Geteuid() == 0)) {
 		allowed := "a file in a folder the daemon can write"
 		if cred != nil {
 			allowed = fmt.Sprintf("a file in a folder %s owns (or one root can create for it) and nobody else can write, such as /var/log/zend owned by %s, mode 0750", cred.user, cred.user)
@@ -93,17 +95,17 @@ func Preflight(cfg *config.Config, daemon bool) error {
 }
 
 // rootOnly checks that path (a file) and the folders leading to it can be
-// changed by root only (see resolveTrusted for the folders). The file's own
+// changed by root only (see trust.ResolveTrusted for the folders). The file's own
 // folder may be a sticky one (/tmp): nobody else can replace a file of
 // root's there. A link at path is followed when root owns it, and what it
 // leads to is held to the same rule.
-func rootOnly(path string) error { return rootOnlyBy(path, trusted) }
+func rootOnly(path string) error { return rootOnlyBy(path, trust.Trusted) }
 
 // rootOnlyBy is rootOnly with owners deciding whose files, folders and
-// links are trusted.
+// links are trust.Trusted.
 func rootOnlyBy(path string, owners func(uint32) bool) error {
 	for links := 0; ; links++ {
-		dir, err := resolveFoldersBy(filepath.Dir(path), 0, false, owners)
+		dir, err := trust.ResolveFoldersBy(filepath.Dir(path), 0, false, owners)
 		if err != nil {
 			return err
 		}
@@ -116,9 +118,9 @@ func rootOnlyBy(path string, owners func(uint32) bool) error {
 			return rootOwnedFile(path, &st, owners)
 		}
 		if !owners(st.Uid) {
-			return untrusted(full, fmt.Sprintf("a symbolic link owned by uid %d", st.Uid))
+			return trust.Untrusted(full, fmt.Sprintf("a symbolic link owned by uid %d", st.Uid))
 		}
-		if links == maxLinks {
+		if links == trust.MaxLinks {
 			return fmt.Errorf("%s: too many symbolic links", path)
 		}
 		target, err := os.Readlink(full)
@@ -172,7 +174,7 @@ func readableBy(path string, cred *credential) error {
 
 // creatable checks that dir exists or that this process can create it in
 // its nearest existing ancestor; with mustTrust, that only root or this
-// user can change what leads to it (see resolveTrusted).
+// user can change what leads to it (see trust.ResolveTrusted).
 func creatable(dir string, mustTrust bool) error {
 	existing := dir
 	for {
@@ -186,7 +188,7 @@ func creatable(dir string, mustTrust bool) error {
 		existing = parent
 	}
 	if mustTrust {
-		if _, err := resolveTrusted(existing, 0); err != nil {
+		if _, err := trust.ResolveTrusted(existing, 0); err != nil {
 			return err
 		}
 	}
@@ -227,7 +229,7 @@ func logDirUsable(dir string, cred *credential) error {
 		}
 		// Missing: root creates it for the user when only root can
 		// change its parent; otherwise the user must be able to.
-		if _, err := resolveTrusted(filepath.Dir(dir), 0); err == nil {
+		if _, err := trust.ResolveTrusted(filepath.Dir(dir), 0); err == nil {
 			return nil
 		}
 		return fmt.Errorf("%s does not exist and its parent is not root's: create it, owned by %s", dir, cred.user)

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"maps"
 	"net"
-	"net/netip"
 	"os"
 	"slices"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"syscall"
 
 	"zend/config"
+	"zend/daemon/settings"
 	"zend/protocol"
 )
 
@@ -65,48 +65,12 @@ func AnswersInForce(cfg *config.Config) map[string]string {
 	return m
 }
 
-// Settings turns the reloadable part of cfg into protocol settings. cfg
-// is validated: its prefixes parse.
-func Settings(cfg *config.Config) protocol.Settings {
-	prefixes := func(list []string) []netip.Prefix {
-		var out []netip.Prefix
-		for _, s := range list {
-			if p, err := config.ParsePrefix(s); err == nil {
-				out = append(out, p)
-			}
-		}
-		return out
-	}
-	var access *protocol.Access
-	if len(cfg.Access.Allow)+len(cfg.Access.Deny) > 0 {
-		access = &protocol.Access{Allow: prefixes(cfg.Access.Allow), Deny: prefixes(cfg.Access.Deny)}
-	}
-	return protocol.Settings{
-		Access:      access,
-		Proxy:       protocol.Proxy{Enabled: cfg.Server.ProxyProtocol, Trusted: prefixes(cfg.Server.ProxyTrusted)},
-		Answers:     protocol.NewAnswers(cfg.Answers),
-		AnswerDelay: cfg.Server.AnswerDelay.D(),
-		Limits: protocol.Limits{
-			MaxConnections:   cfg.Limits.MaxConnections,
-			MaxQuestionBytes: cfg.Limits.MaxQuestionBytes,
-			IdleTimeout:      cfg.Limits.IdleTimeout.D(),
-			QuestionTimeout:  cfg.Limits.QuestionTimeout.D(),
-			WriteTimeout:     cfg.Limits.WriteTimeout.D(),
-
-			MaxConnectionsPerIP: cfg.Limits.MaxConnectionsPerIP,
-			AcceptRatePerIP:     cfg.Limits.AcceptRatePerIP,
-			SendBuffer:          cfg.Limits.SendBuffer,
-			IPv6Prefix:          cfg.Limits.IPv6Prefix,
-		},
-	}
-}
-
-// settings is Settings with max_connections lowered when the open-file
+// settings is settings.From with max_connections lowered when the open-file
 // limit cannot hold it (as redis does with maxclients). The metrics server
 // is the one started with the service (metrics.listen needs a restart), so
 // its descriptors are budgeted whatever cfg says.
 func (s *Service) settings(cfg *config.Config) protocol.Settings {
-	st := Settings(cfg)
+	st := settings.From(cfg)
 	metrics := 0
 	if s.metrics {
 		metrics = metricsFDs

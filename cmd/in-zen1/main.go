@@ -8,7 +8,7 @@
 // limits, then exits 0. Before anything can write, fds 1 and 2 are moved
 // off the socket (onto the log when it is a file), so that nothing but
 // protocol bytes ever reaches the client. It logs to syslog unless -log,
-// or log.file = "journal", says otherwise; see daemon.InetdBoot.
+// or log.file = "journal", says otherwise; see inetd.Boot.
 package main
 
 import (
@@ -18,27 +18,28 @@ import (
 	"os/signal"
 	"syscall"
 
-	"zend/daemon"
+	"zend/daemon/inetd"
+	"zend/daemon/settings"
 	"zend/protocol"
 )
 
 func main() {
-	daemon.GuardStdio() // first: fds 1 and 2 are the client's socket
+	inetd.GuardStdio() // first: fds 1 and 2 are the client's socket
 	os.Exit(run(os.Args[1:]))
 }
 
 // run serves the conversation on fd 0 and returns the exit code.
 func run(args []string) int {
-	cfg, log, code := daemon.InetdBoot(flag.NewFlagSet("in-zen1", flag.ContinueOnError), args, "in-zen1 [-c FILE] [-log FILE|syslog|journal]")
+	cfg, log, code := inetd.Boot(flag.NewFlagSet("in-zen1", flag.ContinueOnError), args, "in-zen1 [-c FILE] [-log FILE|syslog|journal]")
 	if code != 0 {
 		return code
 	}
-	conn, err := daemon.InetdConn()
+	conn, err := inetd.Conn()
 	if err != nil {
 		log.Error("no client", "err", err.Error())
 		return 1
 	}
-	srv, err := protocol.NewServer(protocol.EngineGoroutine, 1, daemon.Settings(cfg), log)
+	srv, err := protocol.NewServer(protocol.EngineGoroutine, 1, settings.From(cfg), log)
 	if err != nil {
 		log.Error("cannot serve", "err", err.Error())
 		return 1

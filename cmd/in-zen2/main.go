@@ -23,19 +23,20 @@ import (
 	"syscall"
 	"time"
 
-	"zend/daemon"
+	"zend/daemon/inetd"
+	"zend/daemon/settings"
 	"zend/protocol"
 )
 
 func main() {
-	daemon.GuardStdio() // first: fds 1 and 2 may be inetd's socket
+	inetd.GuardStdio() // first: fds 1 and 2 may be inetd's socket
 	os.Exit(run(os.Args[1:]))
 }
 
 func run(args []string) int {
 	fs := flag.NewFlagSet("in-zen2", flag.ContinueOnError)
 	timeout := fs.Duration("timeout", 8*time.Second, "exit after this long without a new connection")
-	cfg, log, code := daemon.InetdBoot(fs, args, "in-zen2 [-c FILE] [-log FILE|syslog|journal] [-timeout 8s]")
+	cfg, log, code := inetd.Boot(fs, args, "in-zen2 [-c FILE] [-log FILE|syslog|journal] [-timeout 8s]")
 	if code == 0 && *timeout <= 0 {
 		log.Error("bad command line", "err", "-timeout must be positive")
 		code = 2
@@ -45,12 +46,12 @@ func run(args []string) int {
 		return code
 	}
 
-	ln, err := daemon.InetdListener()
+	ln, err := inetd.Listener()
 	if err != nil {
 		log.Error("refusing to start", "err", err.Error())
 		return 1
 	}
-	srv, err := protocol.NewServer(protocol.EngineGoroutine, 1, daemon.Settings(cfg), log)
+	srv, err := protocol.NewServer(protocol.EngineGoroutine, 1, settings.From(cfg), log)
 	if err != nil {
 		log.Error("cannot serve", "err", err.Error())
 		return 1
@@ -161,7 +162,7 @@ func turnAway(d time.Duration) {
 	if d <= 0 {
 		d = 8 * time.Second
 	}
-	ln, err := daemon.InetdListener()
+	ln, err := inetd.Listener()
 	if err != nil {
 		return
 	}

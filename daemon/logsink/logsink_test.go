@@ -1,4 +1,4 @@
-package daemon
+package logsink
 
 import (
 	"bufio"
@@ -82,7 +82,7 @@ func TestSyslogSink(t *testing.T) {
 	cfg := config.Default()
 	cfg.Log.File, cfg.Log.Facility, cfg.Log.Level = "syslog", "local3", "debug"
 	cfg.Log.SyslogFormat = config.SyslogRFC5424
-	s := newLogSink(cfg, logPath(cfg, ""), os.Stderr, true)
+	s := New(cfg, FilePath(cfg, ""), os.Stderr, true)
 	log := s.Logger().With("conn", 7)
 	log.Warn("before open", "n", 1) // kept until Open
 	if err := s.Open(); err != nil {
@@ -169,7 +169,7 @@ func TestSyslogSinkLosesAndSays(t *testing.T) {
 	path := os.Getenv(config.EnvSyslogSocket)
 	cfg := config.Default()
 	cfg.Log.File = "syslog"
-	s := newLogSink(cfg, "syslog", os.Stderr, false)
+	s := New(cfg, "syslog", os.Stderr, false)
 	if err := s.Open(); err != nil {
 		t.Fatal(err)
 	}
@@ -258,7 +258,7 @@ func TestInetdLogFallsBackToSyslog(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "file"), nil, 0o644)
 	bad := filepath.Join(dir, "file", "in-zen.log") // a folder that is a file
-	log, ok := InetdLog(bad, config.Default(), "in-zen1")
+	log, ok := Inetd(bad, config.Default(), "in-zen1", nil)
 	if !ok {
 		t.Fatal("no log")
 	}

@@ -1,4 +1,4 @@
-package daemon
+package logsink
 
 import (
 	"errors"
@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"zend/daemon/trust"
 )
 
 // logLevel turns a config level into a slog level.
@@ -28,17 +29,17 @@ func logLevel(s string) slog.Level {
 // writers and logrotate's copytruncate never interleave or leave holes.
 // As root it opens only in a folder only root can change, reached through
 // folders nobody else can change, with openat and O_NOFOLLOW (see
-// trust.go): a link planted in a folder above the file, or at its name,
+// package trust): a link planted in a folder above the file, or at its name,
 // leads nowhere. Anything but a regular file is refused (a FIFO would
 // stall every connection that logs).
 func openAppend(path string) (*os.File, error) {
 	if os.Geteuid() == 0 {
-		dir, err := openTrustedDir(filepath.Dir(path), 0o750)
+		dir, err := trust.OpenDir(filepath.Dir(path), 0o750)
 		if err != nil {
 			return nil, fmt.Errorf("log folder: %w (root writes logs only where only root can write)", err)
 		}
-		defer dir.close()
-		f, err := dir.open(filepath.Base(path), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+		defer dir.Close()
+		f, err := dir.Open(filepath.Base(path), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
 		if err != nil {
 			return nil, fmt.Errorf("open log file: %w", err)
 		}

@@ -1,4 +1,9 @@
-package daemon
+// Package trust is zend's ownership model for the files root relies on:
+// folders that only root (or the user running zend) can change, reached
+// through folders nobody else can change, and files opened in them with
+// openat and O_NOFOLLOW (OpenDir), so that a link another user plants
+// cannot redirect root's write. It imports no other zend package.
+package trust
 
 import (
 	"errors"
@@ -23,20 +28,20 @@ import (
 // could change under root's feet.
 var ErrUntrusted = errors.New("others could change it")
 
-// maxLinks bounds the symbolic links followed while resolving a folder.
-const maxLinks = 40
+// MaxLinks bounds the symbolic links followed while resolving a path.
+const MaxLinks = 40
 
-// trusted reports whether uid may own what root relies on: root, or the
+// Trusted reports whether uid may own what root relies on: root, or the
 // user this process runs as (a daemon started by an ordinary user).
-func trusted(uid uint32) bool { return uid == 0 || int(uid) == os.Geteuid() }
+func Trusted(uid uint32) bool { return uid == 0 || int(uid) == os.Geteuid() }
 
-// isRoot trusts root alone: for a daemon root started, which runs as
+// IsRoot trusts root alone: for a daemon root started, which runs as
 // daemon.user now and must not take that user's word (its files) for
 // root's.
-func isRoot(uid uint32) bool { return uid == 0 }
+func IsRoot(uid uint32) bool { return uid == 0 }
 
-// untrusted returns the error for path, with why.
-func untrusted(path, why string) error {
+// Untrusted returns the error for path, with why.
+func Untrusted(path, why string) error {
 	return fmt.Errorf("%s: %w: %s", path, ErrUntrusted, why)
 }
 
@@ -45,7 +50,7 @@ func untrusted(path, why string) error {
 // with the sticky bit (/tmp), where others cannot rename what is not
 // theirs.
 func checkFolder(path string, st *unix.Stat_t, final bool) error {
-	return checkFolderBy(path, st, final, trusted)
+	return checkFolderBy(path, st, final, Trusted)
 }
 
 // checkFolderBy is checkFolder with owners deciding whose folders are
@@ -55,36 +60,36 @@ func checkFolderBy(path string, st *unix.Stat_t, final bool, owners func(uint32)
 		return fmt.Errorf("%s: not a folder", path)
 	}
 	if !owners(st.Uid) {
-		return untrusted(path, fmt.Sprintf("owned by uid %d, not root", st.Uid))
+		return Untrusted(path, fmt.Sprintf("owned by uid %d, not root", st.Uid))
 	}
 	writable := st.Mode&0o022 != 0
 	switch {
 	case final && writable:
-		return untrusted(path, fmt.Sprintf("mode %04o lets group or others create and replace files in it", st.Mode&0o7777))
+		return Untrusted(path, fmt.Sprintf("mode %04o lets group or others create and replace files in it", st.Mode&0o7777))
 	case writable && st.Mode&unix.S_ISVTX == 0:
-		return untrusted(path, fmt.Sprintf("mode %04o lets group or others replace what is inside", st.Mode&0o7777))
+		return Untrusted(path, fmt.Sprintf("mode %04o lets group or others replace what is inside", st.Mode&0o7777))
 	}
 	return nil
 }
 
-// resolveTrusted resolves dir (absolute) component by component, following
+// ResolveTrusted resolves dir (absolute) component by component, following
 // only links owned by a trusted user, and checks every folder on the way.
 // With mode != 0, missing folders are created with that mode (their parent
 // having been checked). It returns the resolved path.
-func resolveTrusted(dir string, mode os.FileMode) (string, error) {
+func ResolveTrusted(dir string, mode os.FileMode) (string, error) {
 	return resolveFolders(dir, mode, true)
 }
 
-// resolveFolders is resolveTrusted; with strict false the final folder
+// resolveFolders is ResolveTrusted; with strict false the final folder
 // is held to the ancestors' rule (world-writable only when sticky), for a
 // file of root's that nobody else can rename or replace even there.
 func resolveFolders(dir string, mode os.FileMode, strict bool) (string, error) {
-	return resolveFoldersBy(dir, mode, strict, trusted)
+	return ResolveFoldersBy(dir, mode, strict, Trusted)
 }
 
-// resolveFoldersBy is resolveFolders with owners deciding whose folders
+// ResolveFoldersBy is resolveFolders with owners deciding whose folders
 // and links are trusted.
-func resolveFoldersBy(dir string, mode os.FileMode, strict bool, owners func(uint32) bool) (string, error) {
+func ResolveFoldersBy(dir string, mode os.FileMode, strict bool, owners func(uint32) bool) (string, error) {
 	if !filepath.IsAbs(dir) {
 		return "", fmt.Errorf("%s: not an absolute path", dir)
 	}
@@ -128,9 +133,9 @@ func resolveFoldersBy(dir string, mode os.FileMode, strict bool, owners func(uin
 		}
 		if st.Mode&unix.S_IFMT == unix.S_IFLNK {
 			if !owners(st.Uid) {
-				return "", untrusted(next, fmt.Sprintf("a symbolic link owned by uid %d", st.Uid))
+				return "", Untrusted(next, fmt.Sprintf("a symbolic link owned by uid %d", st.Uid))
 			}
-			if links++; links > maxLinks {
+			if links++; links > MaxLinks {
 				return "", fmt.Errorf("%s: too many symbolic links", dir)
 			}
 			target, err := os.Readlink(next)
@@ -149,18 +154,18 @@ func resolveFoldersBy(dir string, mode os.FileMode, strict bool, owners func(uin
 	}
 }
 
-// trustedDir is an open folder that was checked: files in it are created
+// Dir is an open folder that was checked: files in it are created
 // and opened relative to its descriptor, never through a link.
-type trustedDir struct {
+type Dir struct {
 	path string
 	f    *os.File
 }
 
-// openTrustedDir resolves and checks dir (creating missing folders with
+// OpenDir resolves and checks dir (creating missing folders with
 // mode when mode != 0), opens it and checks the open folder again, so
 // what is opened is what was checked. The caller closes it.
-func openTrustedDir(dir string, mode os.FileMode) (*trustedDir, error) {
-	resolved, err := resolveTrusted(dir, mode)
+func OpenDir(dir string, mode os.FileMode) (*Dir, error) {
+	resolved, err := ResolveTrusted(dir, mode)
 	if err != nil {
 		return nil, err
 	}
@@ -177,17 +182,17 @@ func openTrustedDir(dir string, mode os.FileMode) (*trustedDir, error) {
 		unix.Close(fd)
 		return nil, err
 	}
-	return &trustedDir{path: resolved, f: os.NewFile(uintptr(fd), resolved)}, nil
+	return &Dir{path: resolved, f: os.NewFile(uintptr(fd), resolved)}, nil
 }
 
-// open opens name in the folder with O_NOFOLLOW; a file that exists must
+// Open opens name in the folder with O_NOFOLLOW; a file that exists must
 // be a regular file with one link, owned by a trusted user.
-func (d *trustedDir) open(name string, flags int, mode uint32) (*os.File, error) {
+func (d *Dir) Open(name string, flags int, mode uint32) (*os.File, error) {
 	full := filepath.Join(d.path, name)
 	fd, err := unix.Openat(int(d.f.Fd()), name, flags|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, mode)
 	if err != nil {
 		if errors.Is(err, unix.ELOOP) {
-			return nil, untrusted(full, "a symbolic link")
+			return nil, Untrusted(full, "a symbolic link")
 		}
 		return nil, fmt.Errorf("open %s: %w", full, err)
 	}
@@ -198,11 +203,11 @@ func (d *trustedDir) open(name string, flags int, mode uint32) (*os.File, error)
 	}
 	switch {
 	case st.Mode&unix.S_IFMT != unix.S_IFREG:
-		err = untrusted(full, "not a regular file")
+		err = Untrusted(full, "not a regular file")
 	case st.Nlink != 1:
-		err = untrusted(full, fmt.Sprintf("%d hard links", st.Nlink))
-	case !trusted(st.Uid):
-		err = untrusted(full, fmt.Sprintf("owned by uid %d", st.Uid))
+		err = Untrusted(full, fmt.Sprintf("%d hard links", st.Nlink))
+	case !Trusted(st.Uid):
+		err = Untrusted(full, fmt.Sprintf("owned by uid %d", st.Uid))
 	}
 	if err != nil {
 		unix.Close(fd)
@@ -216,8 +221,12 @@ func (d *trustedDir) open(name string, flags int, mode uint32) (*os.File, error)
 	return os.NewFile(uintptr(fd), full), nil
 }
 
-// remove removes name from the folder (not following a link).
-func (d *trustedDir) remove(name string) error {
+// Fd is the folder's descriptor, for the *at calls (renameat,
+// faccessat) of what is done in it.
+func (d *Dir) Fd() int { return int(d.f.Fd()) }
+
+// Remove removes name from the folder (not following a link).
+func (d *Dir) Remove(name string) error {
 	err := unix.Unlinkat(int(d.f.Fd()), name, 0)
 	if err != nil && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("remove %s: %w", filepath.Join(d.path, name), err)
@@ -225,7 +234,7 @@ func (d *trustedDir) remove(name string) error {
 	return nil
 }
 
-func (d *trustedDir) close() {
+func (d *Dir) Close() {
 	if d != nil {
 		d.f.Close()
 	}

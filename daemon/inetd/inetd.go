@@ -1,4 +1,4 @@
-package daemon
+package inetd
 
 import (
 	"errors"
@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"zend/config"
+	"zend/daemon/logsink"
 )
 
 // spareStderr is fd 2 as the process found it, kept by GuardStdio when it
@@ -65,110 +66,15 @@ func stderrNotClient() bool {
 	return isUnix
 }
 
-// InetdLog returns the logger of an inetd binary called name, writing to
-// target: config.LogSyslog, config.LogJournal, or a file.
-//
-// A file is opened for appending (0640, folder 0750) and put on fds 1 and
-// 2, so that a runtime panic or a library's write to stderr lands in the
-// log. Every record is one write(2) to an O_APPEND file, so that many
-// processes can log at once without interleaving; nothing is rotated here
-// (see packaging/logrotate/in-zen). syslog and the journal take one
-// datagram per record from any number of processes.
-//
-// What cannot be opened falls back, and the first records say why: a
-// file or the journal to syslog, syslog to the stderr the process was
-// started with when that is not the client's socket (see GuardStdio).
-// With none of them ok is false and the logger discards: the binary must
-// stop, silently, with a non-zero exit code.
-func InetdLog(target string, cfg *config.Config, name string) (log *slog.Logger, ok bool) {
-	type failure struct {
-		msg  string
-		args []any
-	}
-	var failed []failure
-	report := func(l *slog.Logger) *slog.Logger {
-		for _, f := range failed {
-			l.Error(f.msg, f.args...)
-		}
-		return l
-	}
-	if !config.IsLogService(target) {
-		l, err := inetdFileLog(target, cfg, name)
-		if err == nil {
-			return l, true
-		}
-		failed = append(failed, failure{"cannot open the log file, logging to syslog instead", []any{"file", target, "err", err.Error()}})
-		target = config.LogSyslog
-	}
-	if target == config.LogJournal {
-		l, err := inetdServiceLog(config.LogJournal, cfg, name)
-		if err == nil {
-			return report(l), true
-		}
-		failed = append(failed, failure{"cannot log to the journal, logging to syslog instead", []any{"err", err.Error()}})
-	}
-	l, err := inetdServiceLog(config.LogSyslog, cfg, name)
-	if err == nil {
-		return report(l), true
-	}
-	failed = append(failed, failure{"cannot log to syslog, logging to stderr", []any{"socket", syslogSocket(), "err", err.Error()}})
-	if spareStderr != nil {
-		for _, fd := range []int{1, 2} {
-			unix.Dup2(int(spareStderr.Fd()), fd)
-		}
-		return report(inetdLogger(spareStderr, cfg, name)), true
-	}
-	return slog.New(slog.DiscardHandler), false
-}
-
-// inetdLogger returns a logger of cfg's level and format on w.
-func inetdLogger(w io.Writer, cfg *config.Config, name string) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: logLevel(cfg.Log.Level)}
-	var h slog.Handler = slog.NewTextHandler(w, opts)
-	if cfg.Log.Format == "json" {
-		h = slog.NewJSONHandler(w, opts)
-	}
-	return slog.New(h).With("prog", name, "pid", os.Getpid())
-}
-
-// inetdFileLog opens the log file path and puts it on fds 1 and 2.
-func inetdFileLog(path string, cfg *config.Config, name string) (*slog.Logger, error) {
-	f, err := openAppend(path)
-	if err != nil {
-		return nil, err
-	}
-	for _, fd := range []int{1, 2} {
-		if err := unix.Dup2(int(f.Fd()), fd); err != nil {
-			f.Close()
-			return nil, fmt.Errorf("log: dup2 onto fd %d: %w", fd, err)
-		}
-	}
-	return inetdLogger(f, cfg, name), nil
-}
-
-// inetdServiceLog connects to syslog or the journal. The program's name
-// and pid are the records' APP-NAME and PROCID (SYSLOG_IDENTIFIER and
-// _PID in the journal), so they are not repeated as attributes.
-func inetdServiceLog(target string, cfg *config.Config, name string) (*slog.Logger, error) {
-	c := *cfg
-	c.Log.File = target
-	s := newLogSink(&c, target, nil, false)
-	s.service = newLogService(target, name)
-	if err := s.Open(); err != nil {
-		return nil, err
-	}
-	return s.Logger(), nil
-}
-
-// ErrNotListening is returned by InetdListener when fd 0 is not a
+// ErrNotListening is returned by Listener when fd 0 is not a
 // listening socket.
 var ErrNotListening = errors.New("fd 0 is not a listening socket")
 
-// InetdConn returns the connected socket inetd passed on fd 0 and puts
+// Conn returns the connected socket inetd passed on fd 0 and puts
 // /dev/null in its place, so that closing the connection closes the
 // socket (inetd's copies on fds 1 and 2 are already gone: GuardStdio).
-func InetdConn() (net.Conn, error) {
-	if ok, err := isListening(0); err == nil && ok {
+func Conn() (net.Conn, error) {
+	if ok, err := IsListening(0); err == nil && ok {
 		return nil, errors.New("fd 0 is a listening socket: in-zen1 is for inetd's nowait mode (xinetd wait = no); use in-zen2 for wait mode")
 	}
 	f := os.NewFile(0, "inetd-socket")
@@ -181,10 +87,10 @@ func InetdConn() (net.Conn, error) {
 	return c, nil
 }
 
-// InetdListener returns the listening socket inetd passed on fd 0 (wait
+// Listener returns the listening socket inetd passed on fd 0 (wait
 // mode), checking SO_ACCEPTCONN, and puts /dev/null in its place.
-func InetdListener() (net.Listener, error) {
-	ok, err := isListening(0)
+func Listener() (net.Listener, error) {
+	ok, err := IsListening(0)
 	if err != nil {
 		return nil, fmt.Errorf("fd 0 is not a socket (%v): in-zen2 is started by inetd in wait mode with the listening socket on fd 0", err)
 	}
@@ -201,7 +107,10 @@ func InetdListener() (net.Listener, error) {
 	return ln, nil
 }
 
-func isListening(fd int) (bool, error) {
+// IsListening reports whether fd is a listening socket (SO_ACCEPTCONN;
+// on macOS, which cannot be asked, a stream socket without a peer). The
+// error is the system's when fd is not a socket.
+func IsListening(fd int) (bool, error) {
 	v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN)
 	if errors.Is(err, unix.ENOPROTOOPT) { // macOS cannot be asked
 		return unconnectedStream(fd)
@@ -232,16 +141,16 @@ func nullStdin() {
 	unix.Close(null)
 }
 
-// InetdBoot starts an inetd binary: it parses args with fs (to which it
+// Boot starts an inetd binary: it parses args with fs (to which it
 // adds -c and -log), loads the configuration and opens the log (see
-// InetdLog): -log FILE, -log syslog or -log journal; without -log,
+// logsink.Inetd): -log FILE, -log syslog or -log journal; without -log,
 // log.file when it names syslog or the journal, else syslog (log.file
 // naming a file is the daemon's, which only the daemon may write). It
 // returns the exit code when the binary must stop instead: 2 for a bad
 // command line, 1 for a configuration that does not load (said in the
 // log; a broken configuration never falls back to defaults), and 1,
 // silently, when nothing can log.
-func InetdBoot(fs *flag.FlagSet, args []string, usage string) (*config.Config, *slog.Logger, int) {
+func Boot(fs *flag.FlagSet, args []string, usage string) (*config.Config, *slog.Logger, int) {
 	fs.SetOutput(io.Discard)
 	cfgPath := fs.String("c", "", "configuration file (default $ZEND_CONFIG, else "+config.DefaultPath+")")
 	logTarget := fs.String("log", "", "log file, or syslog or journal (default: log.file when it is syslog or journal, else syslog)")
@@ -257,7 +166,7 @@ func InetdBoot(fs *flag.FlagSet, args []string, usage string) (*config.Config, *
 			target = cfg.Log.File
 		}
 	}
-	log, ok := InetdLog(target, cfg, fs.Name())
+	log, ok := logsink.Inetd(target, cfg, fs.Name(), spareStderr)
 	switch {
 	case !ok:
 		return nil, log, 1

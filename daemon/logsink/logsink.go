@@ -1,4 +1,4 @@
-package daemon
+package logsink
 
 import (
 	"bytes"
@@ -17,7 +17,7 @@ import (
 	"zend/config"
 )
 
-// logSink is where zend's log goes: stderr, or a file rotated by size with
+// Sink is where zend's log goes: stderr, or a file rotated by size with
 // lumberjack and reopened in place on SIGUSR1. The file is opened by Open,
 // after the privilege drop, by the daemon's user: root never opens a path
 // in a folder that user can write. Records logged before Open are kept in
@@ -49,13 +49,13 @@ import (
 // service instead (logservice.go): no file, no rotation, fds 1 and 2 left
 // alone; the socket too is opened by Open, after the privilege drop, and
 // SIGUSR1 reconnects it.
-type logSink struct {
+type Sink struct {
 	level   slog.LevelVar
 	handler atomic.Pointer[slog.Handler]
 	stdFds  bool // dup2 the current file onto fds 1 and 2
 	format  atomic.Value
 
-	// ReopenFailures counts failed reopens (SIGUSR1 or the periodic
+	// reopenFailures counts failed reopens (SIGUSR1 or the periodic
 	// check), for the metrics.
 	reopenFailures atomic.Uint64
 
@@ -80,10 +80,10 @@ type logSink struct {
 // maxPending bounds the records kept before the log file is open.
 const maxPending = 256 << 10
 
-// newLogSink returns a sink writing to path ("" for stderr) with the log
+// New returns a sink writing to path ("" for stderr) with the log
 // settings of cfg. Nothing is opened until Open.
-func newLogSink(cfg *config.Config, path string, stderr io.Writer, stdFds bool) *logSink {
-	s := &logSink{stderr: stderr, stdFds: stdFds, path: path, settings: cfg.Log}
+func New(cfg *config.Config, path string, stderr io.Writer, stdFds bool) *Sink {
+	s := &Sink{stderr: stderr, stdFds: stdFds, path: path, settings: cfg.Log}
 	if config.IsLogService(path) {
 		s.service = newLogService(path, "zend")
 		s.stdFds = false
@@ -94,8 +94,8 @@ func newLogSink(cfg *config.Config, path string, stderr io.Writer, stdFds bool) 
 	return s
 }
 
-// logPath returns the log file of cfg, "" for stderr.
-func logPath(cfg *config.Config, defaultFile string) string {
+// FilePath returns the log file of cfg, "" for stderr.
+func FilePath(cfg *config.Config, defaultFile string) string {
 	p := cfg.Log.File
 	if p == "" {
 		p = defaultFile
@@ -112,7 +112,7 @@ func logPath(cfg *config.Config, defaultFile string) string {
 // Open opens the log file (creating it 0640, and its folder 0750), puts
 // it on fds 1 and 2 with StdFds, and writes the records kept until now.
 // It is a no-op for stderr.
-func (s *logSink) Open() error {
+func (s *Sink) Open() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.service != nil {
@@ -164,7 +164,7 @@ func (s *logSink) Open() error {
 
 // Flush writes the records kept before Open to stderr: the start failed
 // and the file will not be opened.
-func (s *logSink) Flush() {
+func (s *Sink) Flush() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.pending != nil {
@@ -181,7 +181,7 @@ func (s *logSink) Flush() {
 const maxEarly = 1000
 
 // emit sends one record of the service handler, or keeps it until Open.
-func (s *logSink) emit(e *entry) {
+func (s *Sink) emit(e *entry) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.opened {
@@ -196,7 +196,7 @@ func (s *logSink) emit(e *entry) {
 // sendLocked sends e, reconnecting once when the send fails (syslog was
 // restarted). A record that still cannot go is counted, and the first one
 // sent afterwards is followed by a warning saying how many were lost.
-func (s *logSink) sendLocked(e *entry) {
+func (s *Sink) sendLocked(e *entry) {
 	err := s.service.send(e)
 	if err != nil {
 		if s.service.reopen() == nil {
@@ -222,7 +222,7 @@ func (s *logSink) sendLocked(e *entry) {
 
 // SetFormat applies the level, format, facility and syslog form of l:
 // what a reload may change in [log].
-func (s *logSink) SetFormat(l config.Log) {
+func (s *Sink) SetFormat(l config.Log) {
 	s.level.Set(logLevel(l.Level))
 	var h slog.Handler
 	if s.service != nil {
@@ -236,7 +236,7 @@ func (s *logSink) SetFormat(l config.Log) {
 }
 
 // newHandler returns a handler of format writing to w at the sink's level.
-func (s *logSink) newHandler(w io.Writer, format string) slog.Handler {
+func (s *Sink) newHandler(w io.Writer, format string) slog.Handler {
 	opts := &slog.HandlerOptions{Level: &s.level}
 	if format == "json" {
 		return slog.NewJSONHandler(w, opts)
@@ -246,7 +246,7 @@ func (s *logSink) newHandler(w io.Writer, format string) slog.Handler {
 
 // record formats one record in the sink's format, for messages the sink
 // writes itself while holding its lock.
-func (s *logSink) record(level slog.Level, msg string, args ...any) []byte {
+func (s *Sink) record(level slog.Level, msg string, args ...any) []byte {
 	var b bytes.Buffer
 	format, _ := s.format.Load().(string)
 	r := slog.NewRecord(time.Now(), level, msg, 0)
@@ -296,7 +296,7 @@ func dupOntoStd(path string) error {
 }
 
 // Write writes one log record.
-func (s *logSink) Write(p []byte) (int, error) {
+func (s *Sink) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.lj == nil {
@@ -351,7 +351,7 @@ func (s *logSink) Write(p []byte) (int, error) {
 
 // current reports whether the path still names the file being written. A
 // path that cannot be checked (no permission) counts as current.
-func (s *logSink) current() bool {
+func (s *Sink) current() bool {
 	fi, err := os.Stat(s.path)
 	if err != nil {
 		return !os.IsNotExist(err)
@@ -362,7 +362,7 @@ func (s *logSink) current() bool {
 // Reopen closes the log file and opens the path again (logrotate's
 // "create" mode: the old file was renamed away), and puts it on fds 1 and
 // 2. On error the old file stays in use; the failure is reported there.
-func (s *logSink) Reopen() error {
+func (s *Sink) Reopen() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.service != nil {
@@ -380,7 +380,7 @@ func (s *logSink) Reopen() error {
 // reopenInterval is how often a reopen that keeps failing is reported.
 const reopenInterval = time.Minute
 
-func (s *logSink) reopenLocked() error {
+func (s *Sink) reopenLocked() error {
 	s.checked = time.Now()
 	// Open the path first: when that fails the old file stays in use.
 	if err := precreate(s.path); err != nil {
@@ -414,7 +414,7 @@ func (s *logSink) reopenLocked() error {
 }
 
 // Close closes the file.
-func (s *logSink) Close() error {
+func (s *Sink) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.service != nil {
@@ -426,8 +426,11 @@ func (s *logSink) Close() error {
 	return nil
 }
 
+// ReopenFailures counts the reopens of the log file that failed.
+func (s *Sink) ReopenFailures() uint64 { return s.reopenFailures.Load() }
+
 // Path returns the log file, "" for stderr, "syslog" or "journal".
-func (s *logSink) Path() string {
+func (s *Sink) Path() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.path
@@ -435,13 +438,13 @@ func (s *logSink) Path() string {
 
 // OnFile reports whether the log goes to a file (which is then on fds 1
 // and 2 with StdFds).
-func (s *logSink) OnFile() bool { return s.path != "" && s.service == nil }
+func (s *Sink) OnFile() bool { return s.path != "" && s.service == nil }
 
 // Logger returns a logger that follows the sink's current handler.
-func (s *logSink) Logger() *slog.Logger { return slog.New(swapHandler{s}) }
+func (s *Sink) Logger() *slog.Logger { return slog.New(swapHandler{s}) }
 
 // swapHandler delegates to the sink's current handler.
-type swapHandler struct{ s *logSink }
+type swapHandler struct{ s *Sink }
 
 func (h swapHandler) cur() slog.Handler { return *h.s.handler.Load() }
 
@@ -465,7 +468,7 @@ func (h swapHandler) WithGroup(name string) slog.Handler {
 // whatever handler is current when a record is handled. The derived handler
 // is cached until the sink's handler changes.
 type boundHandler struct {
-	s      *logSink
+	s      *Sink
 	parent *boundHandler
 	attrs  []slog.Attr
 	group  string
