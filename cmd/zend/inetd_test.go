@@ -19,6 +19,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"zend/daemon/trust"
+
+	"golang.org/x/sys/unix"
 )
 
 // ownLog is a log file in a folder only the test's user can change: where
@@ -28,26 +31,39 @@ func ownLog(t testing.TB) string {
 	return filepath.Join(t.TempDir(), "in-zen.log")
 }
 
-// shared is a folder every user can use (inetd runs in-zen as nobody).
+// shared is a folder every user can read (and search) and only the
+// test's user can change: for files that processes running as other
+// users (zend, nobody, a container's) read. Root runs what is in it, so
+// nobody else may rename or plant anything there (seen: a 0777 folder let
+// any user swap the private /etc that root's inetd then read).
 func shared(t testing.TB) string {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "zend-inetd-")
+	dir, err := os.MkdirTemp("", "zend-shared-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	os.Chmod(dir, 0o777)
+	os.Chmod(dir, 0o755)
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	return dir
 }
 
 // tool returns the path of a Debian tool the test needs: it fails when
-// CI is set and the tool is missing, else skips.
+// CI is set and the tool is missing, else skips. A candidate path is
+// taken only when only root (or the test's user) can change it and the
+// folders that lead to it: the test runs it, often as root.
 func tool(t *testing.T, name string, candidates ...string) string {
 	t.Helper()
 	for _, c := range candidates {
-		if _, err := os.Stat(c); err == nil {
-			return c
+		if c == "" {
+			continue
 		}
+		if _, err := os.Stat(c); err != nil {
+			continue
+		}
+		if err := trustedFile(c); err != nil {
+			t.Fatalf("%s at %s: %v", name, c, err)
+		}
+		return c
 	}
 	if p, err := exec.LookPath(name); err == nil {
 		return p
@@ -315,6 +331,22 @@ func newInetdByHand(t *testing.T, tcpd bool, prepare func(h *privateHost)) *inet
 	})
 	s.inetd.waitLog(t, `ADD\s*: 127\.0\.0\.1:`+strconv.Itoa(port2))
 	return s
+}
+
+// trustedFile checks that only root or the test's user can change path
+// and every folder that leads to it.
+func trustedFile(path string) error {
+	if _, err := trust.ResolveTrusted(filepath.Dir(path), 0); err != nil {
+		return err
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return err
+	}
+	if !trust.Trusted(st.Uid) || st.Mode&0o022 != 0 {
+		return fmt.Errorf("%w: owned by uid %d, mode %04o", trust.ErrUntrusted, st.Uid, st.Mode&0o7777)
+	}
+	return nil
 }
 
 func freePort(t *testing.T) int {

@@ -151,13 +151,22 @@ func TestUnderSupervisord(t *testing.T) {
 		t.Fatalf("after signal HUP: %q", a)
 	}
 
-	// stop ends it gracefully: exit status 0 is expected, not a crash.
+	// stop ends it gracefully: zend logs its drain after this stop (not
+	// the restart's, earlier) and exits 0, as supervisord records; a
+	// SIGKILL after stopwaitsecs would say "terminated by SIGKILL".
+	outBefore, _ := os.ReadFile(stdoutLog)
+	sdLog := h.path("var/log/supervisor/supervisord.log")
+	sdBefore, _ := os.ReadFile(sdLog)
 	if out, code := ctl("stop", "zend"); code != 0 || !strings.Contains(out, "stopped") {
 		t.Fatalf("supervisorctl stop: %d %s", code, out)
 	}
 	out, _ := os.ReadFile(stdoutLog)
-	if !regexp.MustCompile(`msg=stopped finished=\d+ cut_off=0`).Match(out) {
-		t.Errorf("no graceful stop in zend's output:\n%s", out)
+	if after := out[len(outBefore):]; !regexp.MustCompile(`msg=stopped finished=\d+ cut_off=0`).Match(after) {
+		t.Errorf("no graceful stop in zend's output after the stop:\n%s", after)
+	}
+	sdAfter, _ := os.ReadFile(sdLog)
+	if after := sdAfter[len(sdBefore):]; !regexp.MustCompile(`stopped: zend \(exit status 0\)`).Match(after) {
+		t.Errorf("supervisord did not see zend exit 0 on stop:\n%s", after)
 	}
 	if st, _ := ctl("status", "zend"); !strings.Contains(st, "STOPPED") {
 		t.Errorf("status after stop: %s", st)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/coreos/go-systemd/v22/journal"
+	"golang.org/x/sys/unix"
 
 	"zend/config"
 )
@@ -36,10 +37,16 @@ func syslogSocket() string {
 	return DefaultSyslogSocket
 }
 
-// sendTimeout bounds one send: a syslog daemon that stops reading must not
-// stall every connection that logs. A record that cannot go in that time
-// is counted as lost.
-const sendTimeout = time.Second
+// sendTimeout bounds a send on a stream socket, and the connect. A
+// datagram is never waited for: a syslog daemon that stops reading must
+// not stall every connection that logs (the event loop among them), so a
+// record its full queue cannot take at once is counted as lost.
+var sendTimeout = time.Second
+
+// ErrBusy is a send's error when the syslog socket's queue is full (its
+// reader has stopped): the record is lost, and reconnecting would not
+// help.
+var ErrBusy = errors.New("syslog socket full: its reader is not keeping up")
 
 // entry is one record for a log service.
 type entry struct {
@@ -131,10 +138,26 @@ func (s *syslogService) send(e *entry) error {
 	}
 	if s.stream {
 		b = append(b, '\n')
+		s.conn.SetWriteDeadline(time.Now().Add(sendTimeout))
+		_, err := s.conn.Write(b)
+		return err
 	}
-	s.conn.SetWriteDeadline(time.Now().Add(sendTimeout))
-	_, err := s.conn.Write(b)
-	return err
+	// One try, never a wait: MSG_DONTWAIT, and the callback says done.
+	rc, err := s.conn.(syscall.Conn).SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Write(func(fd uintptr) bool {
+		serr = unix.Send(int(fd), b, unix.MSG_DONTWAIT)
+		return true
+	}); err != nil {
+		return err
+	}
+	if errors.Is(serr, unix.EAGAIN) {
+		return ErrBusy
+	}
+	return serr
 }
 
 func (s *syslogService) reopen() error {

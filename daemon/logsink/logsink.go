@@ -3,6 +3,7 @@ package logsink
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -194,11 +195,11 @@ func (s *Sink) emit(e *entry) {
 }
 
 // sendLocked sends e, reconnecting once when the send fails (syslog was
-// restarted). A record that still cannot go is counted, and the first one
+// restarted), not when the socket is only full (ErrBusy). A record that still cannot go is counted, and the first one
 // sent afterwards is followed by a warning saying how many were lost.
 func (s *Sink) sendLocked(e *entry) {
 	err := s.service.send(e)
-	if err != nil {
+	if err != nil && !errors.Is(err, ErrBusy) {
 		if s.service.reopen() == nil {
 			err = s.service.send(e)
 		}

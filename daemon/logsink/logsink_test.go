@@ -8,11 +8,14 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"zend/config"
+
+	"golang.org/x/sys/unix"
 )
 
 // sockDir is a short folder for sockets (sun_path holds 108 bytes, less
@@ -270,5 +273,58 @@ func TestInetdLogFallsBackToSyslog(t *testing.T) {
 	log.Info("accepted")
 	if got := readDatagram(t, srv); !strings.HasPrefix(got, "<30>") || !strings.HasSuffix(got, "]: accepted") {
 		t.Fatalf("record %q", got)
+	}
+}
+
+// TestSyslogStalledReader: a syslog that stops reading costs a record,
+// never a wait. (Seen: each record waited 1 s, then 1 s more after a
+// reconnect, under the sink's lock, so every connection that logged, and
+// the event loop, stalled behind it.) Sends are given an hour here: a
+// send that waits at all hangs the test.
+func TestSyslogStalledReader(t *testing.T) {
+	old := sendTimeout
+	sendTimeout = time.Hour
+	t.Cleanup(func() { sendTimeout = old })
+	srv := fakeSyslog(t)
+	cfg := config.Default()
+	cfg.Log.File = "syslog"
+	s := New(cfg, "syslog", os.Stderr, false)
+	if err := s.Open(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	log := s.Logger()
+	const n = 3000 // more than a unix datagram queue holds (net.unix.max_dgram_qlen, 512 by default)
+	for i := 0; i < n; i++ {
+		log.Info("record", "i", i)
+	}
+	// The reader comes back: it finds what the queue held, then the
+	// next record, then how many were lost in between.
+	delivered := 0
+	rc, err := srv.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 64<<10)
+	for more := true; more; {
+		rc.Read(func(fd uintptr) bool {
+			_, _, err := unix.Recvfrom(int(fd), b, unix.MSG_DONTWAIT)
+			if more = err == nil; more {
+				delivered++
+			}
+			return true
+		})
+	}
+	log.Info("back")
+	if got := readDatagram(t, srv); !strings.HasSuffix(got, " back") {
+		t.Fatalf("first record after: %q", got)
+	}
+	got := readDatagram(t, srv)
+	m := regexp.MustCompile(`log records lost before this one lost=(\d+) err="syslog socket full`).FindStringSubmatch(got)
+	if m == nil {
+		t.Fatalf("loss report: %q (delivered %d of %d)", got, delivered, n)
+	}
+	if lost, _ := strconv.Atoi(m[1]); lost == 0 || lost+delivered != n {
+		t.Fatalf("lost %d + delivered %d, want %d in all", lost, delivered, n)
 	}
 }
