@@ -121,7 +121,7 @@ func Default() *Config {
 	return &Config{
 		Server: Server{
 			Listen:       []string{"127.0.0.1:1060"},
-			Engine:       "goroutine",
+			Engine:       "auto",
 			Workers:      0,
 			ProxyTrusted: []string{},
 		},

@@ -216,7 +216,7 @@ func (c *Config) Validate() error {
 	// reached: limits.max_connections on the engines that apply it (when
 	// it is valid itself), else its own bound.
 	perIP, perIPMax, perIPOf := c.Limits.MaxConnectionsPerIP, maxConnections, "as limits.max_connections"
-	if n := c.Limits.MaxConnections; (c.Server.Engine == "goroutine" || c.Server.Engine == "eventloop") && n >= 1 && n <= maxConnections {
+	if n := c.Limits.MaxConnections; c.Server.Engine != "single" && c.Server.Engine != "pool" && n >= 1 && n <= maxConnections {
 		perIPMax, perIPOf = n, "limits.max_connections"
 	}
 	if perIP < 0 || perIP > perIPMax {

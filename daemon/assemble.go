@@ -314,11 +314,11 @@ func assemble(ctx context.Context, src config.Source, l launch) (err error) {
 	}
 	if l.daemon {
 		in.upgrader = &upgrader{exe: l.exe, src: src, pf: pf, ctl: ctl, ms: ms, owner: pf.owner()}
-		log.Info("zend daemon ready", "pid", os.Getpid(), "engine", cfg.Server.Engine,
+		log.Info("zend daemon ready", "pid", os.Getpid(), "engine", svc.Engine(),
 			"addrs", fmt.Sprint(svc.Addrs()), "pidfile", pidfilePath, "user", userName(cred))
 	} else {
 		in.notify = sdNotify
-		log.Info("zend ready", "pid", os.Getpid(), "engine", cfg.Server.Engine,
+		log.Info("zend ready", "pid", os.Getpid(), "engine", svc.Engine(),
 			"addrs", fmt.Sprint(svc.Addrs()), "user", userName(cred))
 	}
 	l.ready(in)

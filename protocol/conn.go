@@ -32,40 +32,44 @@ const quoteMax = 64
 // goroutine (single, pool, goroutine; in-zen1 and in-zen2 through them):
 // the socket, and the session it moves bytes to and from.
 type conn struct {
-	nc     net.Conn
-	cut    atomic.Bool // closed by Shutdown when its deadline ended
-	ss     session
-	small  [smallRead]byte
-	big    []byte
-	useBig bool
+	nc  net.Conn
+	rc  syscall.RawConn // nc's descriptor, when it has one: reads that hold no buffer while parked
+	cut atomic.Bool     // closed by Shutdown when its deadline ended
+	ss  session
 }
 
 // closeWriter is a connection that can send FIN while still reading.
 type closeWriter interface{ CloseWrite() error }
 
 // serveConn runs the conversation on c and closes c.
-func (s *Server) serveConn(nc net.Conn) { s.serveConnStarted(nc, nil) }
-
-// serveConnStarted is serveConn that calls started (when not nil) once
-// the connection is tracked or refused.
-func (s *Server) serveConnStarted(nc net.Conn, started func()) {
-	c := &conn{nc: nc}
-	tracked := s.trackConn(c, true)
-	if started != nil {
-		started()
+func (s *Server) serveConn(nc net.Conn) {
+	if c := s.begin(nc); c != nil {
+		s.converse(c)
+		s.closeConn(c)
 	}
-	if !tracked {
+}
+
+// begin tracks nc and starts its session (admission, the "accepted"
+// line); nil when the server is past its drain deadline (nc is closed).
+// The goroutine engine calls it on the accept loop's goroutine, so that
+// a conversation's own goroutine starts parked in its first read with
+// the smallest stack: an idle connection costs that stack and its conn.
+func (s *Server) begin(nc net.Conn) *conn {
+	c := &conn{nc: nc}
+	if sc, ok := nc.(syscall.Conn); ok {
+		c.rc, _ = sc.SyscallConn()
+	}
+	if !s.trackConn(c, true) {
 		nc.Close()
 		s.done.Add(1)
-		return
+		return nil
 	}
 	st := s.settings.Load()
 	if b := st.Limits.SendBuffer; b > 0 {
 		setSendBuffer(nc, b)
 	}
 	c.ss.start(s, addrPortOf(nc.RemoteAddr()), mono(), st)
-	s.converse(c)
-	s.closeConn(c)
+	return c
 }
 
 // converse moves bytes between c's socket and its session until the
@@ -77,10 +81,6 @@ func (s *Server) serveConnStarted(nc net.Conn, started func()) {
 // runtime shrinks the stack back to its minimum while the client is idle.
 // An idle conversation then costs about 2 KiB of stack and its conn.
 func (s *Server) converse(c *conn) {
-	defer func() {
-		putBuf(c.big)
-		c.big = nil
-	}()
 	ss := &c.ss
 	for {
 		if _, _, done := ss.Ending(); done {
@@ -115,20 +115,13 @@ func (s *Server) receive(c *conn, st *Settings) {
 		// have woken us before we moved the deadline back.
 		return
 	}
-	b := c.buffer()
-	n, err := c.nc.Read(b)
-	c.useBig = n == len(b) // a full read: more is probably waiting
+	b, n, err := c.read()
 	now := mono()
 	st = s.settings.Load() // a reload while we waited applies to these questions
 	if n > 0 {
 		ss.Input(now, b[:n], st)
 	}
-	if c.big != nil && (!c.useBig || !ss.WantRead()) {
-		// The session copied what it keeps; a conversation that waits
-		// for its client to take answers holds no read buffer.
-		putBuf(c.big)
-		c.big = nil
-	}
+	putBuf(b) // the session copied what it keeps
 	switch {
 	case err == nil:
 	case errors.Is(err, io.EOF):
@@ -188,21 +181,38 @@ func (s *Server) await(c *conn, st *Settings) {
 // deadline.
 var errStalled = errors.New("conversation stalled")
 
-// smallRead is the buffer an idle conversation reads into: a pipelined
-// batch of a dozen questions fits. A read that fills it means the client
-// is sending more, and the next read uses a full-size pooled buffer until
-// a read leaves it part empty.
-const smallRead = 512
-
-// buffer returns the buffer for the next read.
-func (c *conn) buffer() []byte {
-	if !c.useBig {
-		return c.small[:]
+// read reads once from c's socket into a pooled buffer, which the caller
+// gives back. On a socket with a descriptor the buffer is borrowed only
+// when data (or the FIN) is there: a read that would block gives it back
+// before parking, so a conversation waiting for its client holds none.
+func (c *conn) read() ([]byte, int, error) {
+	if c.rc == nil {
+		b := getBuf()[:readSize]
+		n, err := c.nc.Read(b)
+		return b, n, err
 	}
-	if c.big == nil {
-		c.big = getBuf()[:readSize]
+	var b []byte
+	var n int
+	var rerr error
+	err := c.rc.Read(func(fd uintptr) bool {
+		b = getBuf()[:readSize]
+		n, rerr = syscall.Read(int(fd), b)
+		if rerr == syscall.EAGAIN || rerr == syscall.EINTR {
+			putBuf(b)
+			b = nil
+			return false
+		}
+		return true
+	})
+	switch {
+	case err != nil:
+		return b, 0, err
+	case rerr != nil:
+		return b, 0, rerr
+	case n == 0:
+		return b, 0, io.EOF
 	}
-	return c.big
+	return b, n, nil
 }
 
 // closeConn closes a conversation that ended, logs how, and untracks it.

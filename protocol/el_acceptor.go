@@ -60,15 +60,7 @@ func (l *loop) dropListener(el *elListener) {
 	}
 	delete(l.lfds, el.fd)
 	delete(l.paused, el.fd)
-	g := l.s.el.Load()
-	g.mu.Lock()
-	el.acks++
-	last := el.acks == len(g.loops)
-	g.mu.Unlock()
-	if last {
-		unix.Close(el.fd)
-		close(el.done)
-	}
+	l.s.el.Load().acked(el)
 }
 
 // accept takes the connections waiting on listener fd.

@@ -24,6 +24,7 @@ type elConn struct {
 	prev, next *elConn
 	since      int64 // its place in the list: the session's Phase time, or the linger's end
 	ss         session
+	ur         *urConn // the uring engine's state; nil on the eventloop engine
 }
 
 // errReset is the error of a connection gone both ways while not read.

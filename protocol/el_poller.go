@@ -14,28 +14,34 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// loopCtl is what every engine's loop shares: the operations other
+// goroutines queue for it, the eventfd that wakes it, and its exit.
+type loopCtl struct {
+	evfd      int
+	mu        sync.Mutex // guards ops, exited and fdsClosed
+	ops       []func()
+	exited    bool       // the loop's goroutine has returned: do runs ops itself
+	fdsClosed bool       // the group closed the loop's descriptors: wake does nothing
+	after     sync.Mutex // serialises the ops do runs after the loop exited
+	gone      bool       // set by the loop before it exits: no poller calls after
+}
+
 // loop is one event loop: an epoll instance and a goroutine locked to a
 // thread.
 type loop struct {
+	loopCtl
 	s     *Server
 	epfd  int
-	evfd  int
-	conns []*elConn       // by fd
-	lists [nPhases]elList // by phase; phEnded holds the lingering
-	open  int
-	rbuf  []byte
+	conns []*elConn // by fd
+	timers
+	open int
+	rbuf []byte
 
-	mu        sync.Mutex // guards ops, exited and fdsClosed
-	ops       []func()
-	exited    bool                // the loop's goroutine has returned: do runs ops itself
-	fdsClosed bool                // the group closed epfd and evfd: wake does nothing
-	after     sync.Mutex          // serialises the ops do runs after the loop exited
-	gone      bool                // set by the loop before it exits: no epoll calls after
-	lfds      map[int]*elListener // listeners registered here
-	paused    map[int]bool        // listeners taken out of epoll (full, or accept errors)
-	resume    int64               // ns: when paused listeners go back
-	backoff   time.Duration       // accept error backoff
-	full      bool                // paused because max_connections is reached
+	lfds    map[int]*elListener // listeners registered here
+	paused  map[int]bool        // listeners taken out of epoll (full, or accept errors)
+	resume  int64               // ns: when paused listeners go back
+	backoff time.Duration       // accept error backoff
+	full    bool                // paused because max_connections is reached
 
 	draining bool
 	killed   bool
@@ -56,7 +62,7 @@ func newLoop(s *Server) (*loop, error) {
 		unix.Close(evfd)
 		return nil, err
 	}
-	return &loop{s: s, epfd: epfd, evfd: evfd, rbuf: make([]byte, readBuf),
+	return &loop{loopCtl: loopCtl{evfd: evfd}, s: s, epfd: epfd, rbuf: make([]byte, readBuf),
 		lfds: map[int]*elListener{}, paused: map[int]bool{}}, nil
 }
 
@@ -64,7 +70,7 @@ func newLoop(s *Server) (*loop, error) {
 // caller's (one at a time): an operation queued as the loop exits still
 // runs, so a Serve waiting for its listener to be taken in (or dropped)
 // is always answered.
-func (l *loop) do(f func()) {
+func (l *loopCtl) do(f func()) {
 	l.mu.Lock()
 	if l.exited {
 		l.mu.Unlock()
@@ -78,9 +84,9 @@ func (l *loop) do(f func()) {
 	l.wake()
 }
 
-// exit ends the loop: no epoll calls from here on; operations queued until
+// exit ends the loop: no poller calls from here on; operations queued until
 // now run here, later ones in do.
-func (l *loop) exit() {
+func (l *loopCtl) exit() {
 	l.after.Lock()
 	defer l.after.Unlock()
 	l.gone = true
@@ -96,7 +102,7 @@ func (l *loop) exit() {
 
 // wake makes the loop look at its operations and the server's state; a
 // no-op once the group closed the loop's descriptors.
-func (l *loop) wake() {
+func (l *loopCtl) wake() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.fdsClosed {
@@ -108,6 +114,18 @@ func (l *loop) wake() {
 
 // now is the sessions' clock.
 func (l *loop) now() int64 { return mono() }
+
+// closeFDs closes the loop's epoll and event descriptors; the group calls
+// it once every loop has returned.
+func (l *loop) closeFDs() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.fdsClosed {
+		l.fdsClosed = true
+		unix.Close(l.epfd)
+		unix.Close(l.evfd)
+	}
+}
 
 // run is the loop.
 func (l *loop) run() {
@@ -152,11 +170,12 @@ func (l *loop) run() {
 				}
 			}
 		}
-		l.expire(st)
+		l.expire(l, st)
+		l.resumeListeners(st)
 	}
 }
 
-func (l *loop) runOps() {
+func (l *loopCtl) runOps() {
 	l.mu.Lock()
 	ops := l.ops
 	l.ops = nil

@@ -9,6 +9,22 @@ package protocol
 // connections (ended, FIN sent) have a list of their own, ordered by the
 // linger's end. Then the drain, and the kill at its deadline.
 
+// connLoop is what the timer lists need of a loop that owns them: the
+// eventloop and uring engines both drive their sessions through it.
+type connLoop interface {
+	now() int64
+	// sync brings c in step with its session after a change.
+	sync(c *elConn, st *Settings, writable bool)
+	// close closes c and logs how its conversation ended.
+	close(c *elConn, how ending, detail string)
+}
+
+// timers are a loop's connections by phase: one list per phase, ordered
+// by when each connection entered it; phEnded holds the lingering ones.
+type timers struct {
+	lists [nPhases]elList
+}
+
 // elList is an intrusive list of connections ordered by since.
 type elList struct{ head, tail *elConn }
 
@@ -49,36 +65,35 @@ func (l *elList) remove(c *elConn) {
 }
 
 // move puts c in list p at since.
-func (l *loop) move(c *elConn, p phase, since int64) {
+func (l *timers) move(c *elConn, p phase, since int64) {
 	l.lists[c.list].remove(c)
 	c.list, c.since = p, since
 	l.lists[p].insert(c)
 }
 
-// expire handles every timeout that is due.
-func (l *loop) expire(st *Settings) {
-	now := l.now()
+// expire handles every timeout of cl's connections that is due.
+func (l *timers) expire(cl connLoop, st *Settings) {
+	now := cl.now()
 	for p := phIdle; p < phEnded; p++ {
 		for c := l.lists[p].head; c != nil; c = l.lists[p].head {
 			if dl := c.ss.Deadline(st.Limits); dl == 0 || dl > now {
 				break
 			}
 			c.ss.Tick(now, st)
-			l.sync(c, st, false)
+			cl.sync(c, st, false)
 			if l.lists[p].head == c {
 				break // not moved: a later pass looks again
 			}
 		}
 	}
 	for c := l.lists[phEnded].head; c != nil && c.since <= now; c = l.lists[phEnded].head {
-		l.close(c, endDrained, "")
+		cl.close(c, endDrained, "")
 	}
-	l.resumeListeners(st)
 }
 
 // next returns when the earliest timeout of the loop's connections is
 // due (-1: none).
-func (l *loop) next(lim Limits) int64 {
+func (l *timers) next(lim Limits) int64 {
 	next := int64(-1)
 	for p := phIdle; p < phEnded; p++ {
 		if h := l.lists[p].head; h != nil {
@@ -109,31 +124,42 @@ func (l *loop) beginDrain() {
 		l.dropListener(el)
 	}
 	l.draining = true
+	l.drainAll(l)
+}
+
+// drainAll drains every conversation of cl: each ends at its question
+// boundary (or at once, when it is at one).
+func (l *timers) drainAll(cl connLoop) {
 	var all []*elConn
 	for p := phIdle; p < phEnded; p++ {
 		for c := l.lists[p].head; c != nil; c = c.next {
 			all = append(all, c)
 		}
 	}
-	st := l.s.settings.Load()
 	for _, c := range all {
 		c.ss.Drain() // may end a whitespace-only question: a boundary
-		l.sync(c, st, false)
+		cl.sync(c, c.ss.srv.settings.Load(), false)
+	}
+}
+
+// killAll closes every connection of cl at once: the drain deadline
+// ended.
+func (l *timers) killAll(cl connLoop) {
+	for p := phase(0); p < nPhases; p++ {
+		for c := l.lists[p].head; c != nil; c = l.lists[p].head {
+			if p == phEnded {
+				cl.close(c, endDrained, "")
+				continue
+			}
+			c.ss.Kill()
+			how, detail, _ := c.ss.Ending()
+			cl.close(c, how, detail)
+		}
 	}
 }
 
 // kill closes every connection at once: the drain deadline ended.
 func (l *loop) kill() {
 	l.killed = true
-	for p := phase(0); p < nPhases; p++ {
-		for c := l.lists[p].head; c != nil; c = l.lists[p].head {
-			if p == phEnded {
-				l.close(c, endDrained, "")
-				continue
-			}
-			c.ss.Kill()
-			how, detail, _ := c.ss.Ending()
-			l.close(c, how, detail)
-		}
-	}
+	l.killAll(l)
 }

@@ -41,12 +41,36 @@ type elListener struct {
 	done chan struct{}
 }
 
+// engineLoop is one loop of the eventloop (loop) or uring (uloop)
+// engine, as the group drives it.
+type engineLoop interface {
+	run()
+	do(f func())
+	wake()
+	addListener(el *elListener)
+	dropListener(el *elListener)
+	closeFDs()
+}
+
 // elGroup is the server's set of loops.
 type elGroup struct {
-	loops []*loop
+	loops []engineLoop
 	mu    sync.Mutex
 	lns   map[net.Listener]*elListener
 	wg    sync.WaitGroup
+}
+
+// acked records that one loop let go of el; the last one closes its
+// descriptor and ends its Serve.
+func (g *elGroup) acked(el *elListener) {
+	g.mu.Lock()
+	el.acks++
+	last := el.acks == len(g.loops)
+	g.mu.Unlock()
+	if last {
+		unix.Close(el.fd)
+		close(el.done)
+	}
 }
 
 // startLoops starts the server's loops once.
@@ -58,13 +82,10 @@ func (s *Server) startLoops() error {
 		}
 		g := &elGroup{lns: map[net.Listener]*elListener{}}
 		for i := 0; i < n; i++ {
-			l, err := newLoop(s)
+			l, err := s.newEngineLoop()
 			if err != nil {
 				s.elErr = err
-				for _, l := range g.loops {
-					unix.Close(l.epfd)
-					unix.Close(l.evfd)
-				}
+				g.closeFDs()
 				return
 			}
 			g.loops = append(g.loops, l)
@@ -124,16 +145,18 @@ func (s *Server) removeELListener(ln net.Listener) {
 	}
 }
 
-// closeFDs closes every loop's epoll and event descriptors, once all the
-// loops have returned: the group is their one owner.
+// closeFDs closes every loop's descriptors, once all the loops have
+// returned: the group is their one owner.
 func (g *elGroup) closeFDs() {
 	for _, l := range g.loops {
-		l.mu.Lock()
-		if !l.fdsClosed {
-			l.fdsClosed = true
-			unix.Close(l.epfd)
-			unix.Close(l.evfd)
-		}
-		l.mu.Unlock()
+		l.closeFDs()
 	}
+}
+
+// newEngineLoop returns a loop of the server's engine.
+func (s *Server) newEngineLoop() (engineLoop, error) {
+	if s.engine == EngineURing {
+		return newULoop(s)
+	}
+	return newLoop(s)
 }

@@ -3,6 +3,7 @@
 package protocol
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"runtime"
@@ -35,3 +36,11 @@ func (s *Server) serveEventLoop(net.Listener) error { return errNoEventLoop }
 func (s *Server) removeELListener(net.Listener) {}
 
 func (*elGroup) closeFDs() {}
+
+// urProbe: io_uring is Linux's.
+func urProbe() error {
+	return fmt.Errorf("%w: io_uring is Linux's, not %s's", ErrNoURing, runtime.GOOS)
+}
+
+// ErrNoURing wraps the reasons io_uring cannot serve here.
+var ErrNoURing = errors.New("io_uring unavailable")

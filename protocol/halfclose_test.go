@@ -16,7 +16,7 @@ import (
 func TestHalfCloseSlowReader(t *testing.T) {
 	const questions = 200000
 	want := []byte(UnknownAnswer)
-	for _, e := range []Engine{EngineSingle, EnginePool, EngineGoroutine, EngineEventLoop} {
+	for _, e := range []Engine{EngineSingle, EnginePool, EngineGoroutine, EngineEventLoop, EngineURing} {
 		t.Run(string(e), func(t *testing.T) {
 			_, addr := startServer(t, e, 0, Settings{})
 			d := net.Dialer{Timeout: 5 * time.Second, Control: func(_, _ string, rc syscall.RawConn) error {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -31,6 +32,16 @@ const (
 	// each serving many connections from one goroutine (listing 7-6 done
 	// right, one loop per core as the chapter concludes). Linux only.
 	EngineEventLoop Engine = "eventloop"
+	// EngineURing is the event loop on io_uring: multishot accept and
+	// receive, and the sends submitted with the next wait, so that one
+	// system call serves many answers. Linux 6.0 and later; where
+	// io_uring is unavailable (kernel.io_uring_disabled, a seccomp filter,
+	// an older kernel) NewServer falls back to EngineEventLoop and logs
+	// why.
+	EngineURing Engine = "uring"
+	// EngineAuto picks the best engine that runs here: uring, else
+	// eventloop on Linux, else goroutine. NewServer logs its choice.
+	EngineAuto Engine = "auto"
 )
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
@@ -67,11 +78,6 @@ type Server struct {
 	closing   bool
 	connWG    sync.WaitGroup
 	serveWG   sync.WaitGroup
-	// starting counts conversations whose goroutine is started but not
-	// yet tracked (the goroutine engine): as net/http does, a connection
-	// counts from before its goroutine starts, so Shutdown cannot return
-	// between the accept and the goroutine's first step.
-	starting sync.WaitGroup
 	single   sync.Mutex // serialises conversations of the single engine
 
 	shutdown atomic.Bool
@@ -99,8 +105,13 @@ type Server struct {
 // workers is the number of workers per listener of the pool engine (at least
 // 1). A nil logger discards log records.
 func NewServer(engine Engine, workers int, st Settings, logger *slog.Logger) (*Server, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	switch engine {
 	case EngineSingle, EnginePool, EngineGoroutine, EngineEventLoop:
+	case EngineURing, EngineAuto:
+		engine = chooseEngine(engine, logger)
 	default:
 		return nil, fmt.Errorf("unknown engine %q", engine)
 	}
@@ -108,14 +119,11 @@ func NewServer(engine Engine, workers int, st Settings, logger *slog.Logger) (*S
 		switch engine {
 		case EnginePool:
 			workers = 4
-		case EngineEventLoop:
+		case EngineEventLoop, EngineURing:
 			workers = 0 // one loop per CPU
 		default:
 			workers = 1
 		}
-	}
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{
 		engine:    engine,
@@ -132,7 +140,28 @@ func NewServer(engine Engine, workers int, st Settings, logger *slog.Logger) (*S
 	return s, nil
 }
 
-// Engine returns the server's engine.
+// chooseEngine resolves uring and auto to the engine that runs here,
+// logging what it chose and why.
+func chooseEngine(e Engine, log *slog.Logger) Engine {
+	err := urProbe()
+	switch {
+	case err == nil:
+		if e == EngineAuto {
+			log.Info("engine auto: uring", "engine", string(EngineURing))
+		}
+		return EngineURing
+	case e == EngineURing:
+		log.Warn("io_uring unavailable, engine uring falls back to eventloop", "err", err.Error())
+		return EngineEventLoop
+	case runtime.GOOS == "linux":
+		log.Info("engine auto: eventloop, io_uring unavailable", "engine", string(EngineEventLoop), "err", err.Error())
+		return EngineEventLoop
+	}
+	log.Info("engine auto: goroutine", "engine", string(EngineGoroutine))
+	return EngineGoroutine
+}
+
+// Engine returns the server's engine: for uring and auto, the one chosen.
 func (s *Server) Engine() Engine { return s.engine }
 
 // Update replaces the settings. Conversations use the new answers and limits
@@ -179,7 +208,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	defer s.trackListener(ln, false)
 	s.log.Info("listening", "addr", ln.Addr().String(), "engine", string(s.engine))
 	switch s.engine {
-	case EngineEventLoop:
+	case EngineEventLoop, EngineURing:
 		return s.serveEventLoop(ln)
 	case EngineSingle:
 		return s.acceptLoop(ln, false, func(c net.Conn) {
@@ -201,11 +230,16 @@ func (s *Server) Serve(ln net.Listener) error {
 		}
 		return first
 	default:
-		return s.acceptLoop(ln, true, func(c net.Conn) {
-			s.starting.Add(1)
+		return s.acceptLoop(ln, true, func(nc net.Conn) {
+			c := s.begin(nc) // tracked before its goroutine starts
+			if c == nil {
+				s.releaseSlot()
+				return
+			}
 			go func() {
 				defer s.releaseSlot()
-				s.serveConnStarted(c, s.starting.Done)
+				s.converse(c)
+				s.closeConn(c)
 			}()
 		})
 	}
@@ -374,7 +408,6 @@ func (s *Server) Shutdown(ctx context.Context) (DrainResult, error) {
 	done := make(chan struct{})
 	go func() {
 		s.serveWG.Wait()  // no accept loop can start a conversation after this
-		s.starting.Wait() // every conversation started is tracked (or refused)
 		s.connWG.Wait()
 		if g := s.el.Load(); g != nil {
 			g.wg.Wait()
@@ -409,7 +442,7 @@ func (s *Server) Shutdown(ctx context.Context) (DrainResult, error) {
 // CloseListener stops serving ln and closes it; its Serve returns
 // ErrServerClosed. The other listeners and every conversation go on.
 func (s *Server) CloseListener(ln net.Listener) error {
-	if s.engine == EngineEventLoop {
+	if s.engine == EngineEventLoop || s.engine == EngineURing {
 		s.removeELListener(ln)
 	}
 	return ln.Close()

@@ -110,6 +110,7 @@ var engines = []struct {
 	{EnginePool, 4},
 	{EngineGoroutine, 0},
 	{EngineEventLoop, 2},
+	{EngineURing, 2},
 }
 
 func TestAnswers(t *testing.T) {
@@ -210,7 +211,7 @@ func TestConcurrentClients(t *testing.T) {
 	for _, e := range engines {
 		t.Run(string(e.engine), func(t *testing.T) {
 			_, addr := startServer(t, e.engine, e.workers, Settings{})
-			clients := map[Engine]int{EngineSingle: 20, EnginePool: 100, EngineGoroutine: 500, EngineEventLoop: 500}[e.engine]
+			clients := map[Engine]int{EngineSingle: 20, EnginePool: 100, EngineGoroutine: 500, EngineEventLoop: 500, EngineURing: 500}[e.engine]
 			var wg sync.WaitGroup
 			errc := make(chan error, clients)
 			for i := 0; i < clients; i++ {
@@ -277,7 +278,7 @@ func TestQuestionTooLong(t *testing.T) {
 }
 
 // concurrentEngines are the engines that serve every client at once.
-var concurrentEngines = []Engine{EngineGoroutine, EngineEventLoop}
+var concurrentEngines = []Engine{EngineGoroutine, EngineEventLoop, EngineURing}
 
 func TestBinaryInput(t *testing.T) {
 	for _, e := range concurrentEngines {
@@ -327,6 +328,7 @@ func TestIdleClientsDoNotBlock(t *testing.T) {
 	}{
 		{EngineGoroutine, 0, 200},
 		{EngineEventLoop, 2, 200},
+		{EngineURing, 2, 200},
 		{EnginePool, 4, 3}, // one worker stays free
 	} {
 		t.Run(string(tc.engine), func(t *testing.T) {
@@ -482,7 +484,7 @@ func TestUpdateAnswersOnOpenConnection(t *testing.T) {
 func TestShutdownDrains(t *testing.T) {
 	for _, e := range engines {
 		t.Run(string(e.engine), func(t *testing.T) {
-			clients := map[Engine]int{EngineSingle: 1, EnginePool: 4, EngineGoroutine: 50, EngineEventLoop: 50}[e.engine]
+			clients := map[Engine]int{EngineSingle: 1, EnginePool: 4, EngineGoroutine: 50, EngineEventLoop: 50, EngineURing: 50}[e.engine]
 			srv, addr := startServer(t, e.engine, e.workers, Settings{AnswerDelay: 300 * time.Millisecond})
 			conns := make([]net.Conn, clients)
 			for i := range conns {
@@ -490,7 +492,7 @@ func TestShutdownDrains(t *testing.T) {
 				io.WriteString(conns[i], "Beautiful is better than?")
 			}
 			partial := dial(t, addr)
-			concurrent := e.engine == EngineGoroutine || e.engine == EngineEventLoop
+			concurrent := e.engine == EngineGoroutine || e.engine == EngineEventLoop || e.engine == EngineURing
 			if concurrent {
 				// A whole question, then the start of the next in the
 				// same segment: once the first is looked up, the server

@@ -25,7 +25,7 @@ import (
 )
 
 // concurrentEngines are the engines that must hold against idle clients.
-var concurrentEngines = []string{"goroutine", "eventloop"}
+var concurrentEngines = []string{"goroutine", "eventloop", "uring"}
 
 // conversationTime is how long one new client's conversation takes.
 func conversationTime(t *testing.T, addr string) time.Duration {
@@ -303,8 +303,12 @@ func TestFlood(t *testing.T) {
 // times that, plus a twentieth of the window (5% of one core); a busy
 // accept loop takes all of a core, or a third of one on a busy 2-core
 // machine.
+//
+// Not uring: the kernel reads RLIMIT_NOFILE when a multishot accept is
+// armed, so lowering it under a running zend does not reach the accept;
+// protocol's TestURingAcceptBackoff lowers it before the server starts.
 func TestFDExhaustion(t *testing.T) {
-	for _, engine := range concurrentEngines {
+	for _, engine := range []string{"goroutine", "eventloop"} {
 		t.Run(engine, func(t *testing.T) {
 			const window = 2 * time.Second
 			p, addr := startZend(t, nil, "-engine", engine)

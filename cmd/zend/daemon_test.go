@@ -457,7 +457,7 @@ func TestStartTwiceAndStalePidfile(t *testing.T) {
 
 // daemonEngines are the engines the daemon tests run on: those meant for
 // deployment.
-var daemonEngines = []string{"goroutine", "eventloop"}
+var daemonEngines = []string{"goroutine", "eventloop", "uring"}
 
 func TestDaemonReload(t *testing.T) {
 	for _, e := range daemonEngines {

@@ -30,6 +30,9 @@ var bin string
 var staticBin string
 
 func TestMain(m *testing.M) {
+	if os.Getenv(seccompExecEnv) != "" {
+		seccompExec() // does not return
+	}
 	os.Exit(testMain(m))
 }
 
@@ -318,7 +321,7 @@ func TestEmbeddedDefaults(t *testing.T) {
 
 // TestEveryEngine runs the same client load against each engine.
 func TestEveryEngine(t *testing.T) {
-	for _, engine := range []string{"single", "pool", "goroutine", "eventloop"} {
+	for _, engine := range []string{"single", "pool", "goroutine", "eventloop", "uring"} {
 		t.Run(engine, func(t *testing.T) {
 			_, addr := startZend(t, nil, "-engine", engine)
 			var wg sync.WaitGroup
@@ -423,7 +426,7 @@ func TestBadConfigExits1(t *testing.T) {
 		// Zero limit.
 		{"zero limit", "[limits]\n\nmax_connections = 0\n", "zend.toml:3: limits.max_connections: 0: allowed is 1 or more"},
 		// Unknown engine.
-		{"engine", "[server]\nengine = \"fork\"\n", "zend.toml:2: server.engine: unknown engine \"fork\": allowed are single, pool, goroutine, eventloop"},
+		{"engine", "[server]\nengine = \"fork\"\n", "zend.toml:2: server.engine: unknown engine \"fork\": allowed are auto, single, pool, goroutine, eventloop, uring"},
 		// Bad address.
 		{"address", "[server]\nlisten = [\"localhost\"]\n", "zend.toml:2: server.listen:"},
 		// Wrong type.

@@ -49,7 +49,7 @@ func TestHAProxyFailover(t *testing.T) {
 	addrs := map[string]string{}
 	procs := map[string]*proc{}
 	startInstance := func(n string) {
-		procs[n] = start(t, "zend", nil, "-c", cfg, "-listen", addrs[n], "-engine", map[string]string{"a": "goroutine", "b": "eventloop", "c": "eventloop"}[n], "run")
+		procs[n] = start(t, "zend", nil, "-c", cfg, "-listen", addrs[n], "-engine", map[string]string{"a": "goroutine", "b": "eventloop", "c": "uring"}[n], "run")
 		waitDial(t, addrs[n])
 	}
 	for _, n := range names {

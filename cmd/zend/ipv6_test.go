@@ -103,6 +103,7 @@ func TestDualStackListen(t *testing.T) {
 		{"eventloop", ":0", true},
 		{"goroutine", "[::]:0", true},
 		{"eventloop", "[::]:0", true},
+		{"uring", ":0", true},
 		{"goroutine", "0.0.0.0:0", false},
 	}
 	for _, tt := range tests {
@@ -136,7 +137,7 @@ func TestDualStackListen(t *testing.T) {
 // the IPv4 clients they name, on every engine.
 func TestIPv4MappedAccess(t *testing.T) {
 	needIPv6Loopback(t)
-	for _, engine := range []string{"single", "pool", "goroutine", "eventloop"} {
+	for _, engine := range []string{"single", "pool", "goroutine", "eventloop", "uring"} {
 		t.Run(engine, func(t *testing.T) {
 			p, addr := startZend(t, nil, "-engine", engine, "-listen", ":0",
 				"-set", "access.deny=::ffff:127.0.0.3/128, ::ffff:192.0.2.0/120",
@@ -173,7 +174,7 @@ func TestIPv4MappedAccess(t *testing.T) {
 // cannot hold one client while it admits another.
 func TestIPv6PrefixPerSource(t *testing.T) {
 	needIPv6Loopback(t)
-	for _, engine := range []string{"pool", "goroutine", "eventloop"} {
+	for _, engine := range []string{"pool", "goroutine", "eventloop", "uring"} {
 		t.Run(engine, func(t *testing.T) {
 			_, addr := startZend(t, nil, "-engine", engine, "-listen", ":0",
 				"-set", "server.workers=8",

@@ -419,7 +419,7 @@ func TestJournalTarget(t *testing.T) {
 	addr := freeAddr(t)
 	p := start(t, filepath.Join(dir, "zend"), []string{"ZEND_LOG_FILE=journal"}, "-listen", addr, "run")
 	f := next("listening")
-	if f["PRIORITY"] != "6" || f["SYSLOG_IDENTIFIER"] != "zend" || f["SYSLOG_FACILITY"] != "3" || f["ADDR"] != addr || f["ENGINE"] != "goroutine" {
+	if f["PRIORITY"] != "6" || f["SYSLOG_IDENTIFIER"] != "zend" || f["SYSLOG_FACILITY"] != "3" || f["ADDR"] != addr || f["ENGINE"] != "uring" {
 		t.Fatalf("listening entry: %v", f)
 	}
 	client(t, addr)

@@ -60,7 +60,7 @@ func TestSdNotify(t *testing.T) {
 			return true
 		}
 	}
-	m := expect("READY=1", has("READY=1", "STATUS=serving goroutine on ["+addr+"]"))
+	m := expect("READY=1", has("READY=1", "STATUS=serving uring on ["+addr+"]"))
 	_ = m
 	expect("watchdog ping", has("WATCHDOG=1"))
 	expect("second watchdog ping", has("WATCHDOG=1"))

@@ -1,0 +1,196 @@
+//go:build linux
+
+package protocol
+
+// The uring engine's acceptor: a multishot accept per listener per loop,
+// cancelled while max_connections is reached or after an accept error
+// (and a connection the kernel completed after that is parked, unread,
+// until a slot frees: as in the kernel's backlog), then admission.
+
+import (
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+func (l *uloop) addListener(el *elListener) {
+	l.lfds[el.fd] = el
+	if l.draining {
+		l.dropListener(el)
+		return
+	}
+	if !l.paused {
+		l.arm(el.fd)
+	}
+}
+
+func (l *uloop) dropListener(el *elListener) {
+	if _, ok := l.lfds[el.fd]; !ok {
+		return
+	}
+	l.disarm(el.fd)
+	delete(l.lfds, el.fd)
+	l.s.el.Load().acked(el)
+}
+
+// arm starts a multishot accept on listener fd.
+func (l *uloop) arm(fd int) {
+	if l.armed[fd] || l.gone {
+		return
+	}
+	e := l.r.sqe()
+	e.opcode = iorOpAccept
+	e.fd = int32(fd)
+	e.ioprio = iorAcceptMultishot
+	e.opFlags = unix.SOCK_CLOEXEC
+	e.userData = urData(urAccept, uint32(fd), 0)
+	l.armed[fd] = true
+}
+
+// disarm cancels listener fd's accept; its last completion says when it
+// is gone (armed is cleared then).
+func (l *uloop) disarm(fd int) {
+	if l.armed[fd] {
+		l.r.cancel(urData(urAccept, uint32(fd), 0))
+	}
+}
+
+// accepted handles an accept's completion: a new connection, or why the
+// accept ended.
+func (l *uloop) accepted(lfd int, res int32, flags uint32, st *Settings) {
+	if flags&urMore == 0 {
+		delete(l.armed, lfd)
+		// The kernel ends a multishot request by itself too (when the
+		// completion queue overflows): accept again unless on purpose.
+		defer func() {
+			if _, ok := l.lfds[lfd]; ok && !l.paused && !l.draining {
+				l.arm(lfd)
+			}
+		}()
+	}
+	if res < 0 {
+		err := syscall.Errno(-res)
+		switch err {
+		case unix.ECANCELED, unix.EAGAIN, unix.EINTR, unix.ECONNABORTED:
+		case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:
+			if l.backoff == 0 {
+				l.backoff = 5 * time.Millisecond
+			} else if l.backoff *= 2; l.backoff > time.Second {
+				l.backoff = time.Second
+			}
+			l.s.log.Warn("accept error, backing off", "err", err.Error(), "retry_in", l.backoff.String())
+			l.resume = l.now() + int64(l.backoff)
+			l.pause(false)
+		default:
+			if _, ok := l.lfds[lfd]; ok {
+				l.s.log.Error("accept failed", "err", err.Error())
+			}
+		}
+		return
+	}
+	l.backoff = 0
+	fd := int(res)
+	if max := st.Limits.MaxConnections; !l.draining && max > 0 && l.s.open.Load() >= int64(max) {
+		// Completed before the pause took effect (or by another loop's
+		// share): it waits unread, as in the backlog.
+		l.parked = append(l.parked, fd)
+		l.s.sayFull(max)
+		l.pause(true)
+		return
+	}
+	l.add(fd, st)
+}
+
+// acceptNow takes what is queued on listener fd with accept4, for the
+// drain.
+func (l *uloop) acceptNow(lfd int) {
+	for i := 0; i < 1024; i++ {
+		fd, _, err := unix.Accept4(lfd, unix.SOCK_CLOEXEC)
+		if err != nil {
+			return
+		}
+		l.add(fd, l.s.settings.Load())
+	}
+}
+
+// pause cancels the accepts: max_connections is reached (the kernel's
+// backlog holds new clients), or after an accept error.
+func (l *uloop) pause(full bool) {
+	l.full = full
+	l.paused = true
+	for fd := range l.lfds {
+		l.disarm(fd)
+	}
+}
+
+// resumeListeners serves parked connections while slots are free, and
+// accepts again when the reason for the pause is gone.
+func (l *uloop) resumeListeners(st *Settings) {
+	if !l.paused || l.draining {
+		return
+	}
+	max := st.Limits.MaxConnections
+	for len(l.parked) > 0 && (max <= 0 || l.s.open.Load() < int64(max)) {
+		fd := l.parked[0]
+		l.parked = l.parked[1:]
+		l.add(fd, st)
+	}
+	if len(l.parked) > 0 {
+		return
+	}
+	if l.full {
+		if max > 0 && l.s.open.Load() >= int64(max) {
+			return
+		}
+		l.full = false
+		l.s.sayAccepting()
+	} else if l.now() < l.resume {
+		return
+	}
+	l.paused = false
+	for fd := range l.lfds {
+		l.arm(fd)
+	}
+}
+
+// add starts the conversation of an accepted connection: admitted (or
+// refused) by its session, then its receive armed. At max_connections it
+// stops accepting at once, so that the next client waits in the kernel's
+// backlog (the eventloop engine checks before each accept).
+func (l *uloop) add(fd int, st *Settings) {
+	sa, _ := unix.Getpeername(fd)
+	l.s.total.Add(1)
+	if n, max := l.s.open.Add(1), st.Limits.MaxConnections; max > 0 && n >= int64(max) && !l.draining {
+		l.pause(true)
+	}
+	c := &elConn{fd: int32(fd), in: true}
+	c.ss.start(l.s, addrPort(sa), l.now(), st)
+	if _, _, done := c.ss.Ending(); done { // refused
+		c.ss.Close()
+		unix.Close(fd)
+		l.s.open.Add(-1)
+		l.s.done.Add(1)
+		return
+	}
+	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	if b := st.Limits.SendBuffer; b > 0 {
+		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, b)
+	}
+	var slot uint32
+	if n := len(l.free); n > 0 {
+		slot = l.free[n-1]
+		l.free = l.free[:n-1]
+	} else {
+		slot = uint32(len(l.conns))
+		l.conns = append(l.conns, nil)
+	}
+	l.gen++
+	c.ur = &urConn{slot: slot, gen: l.gen & 0xffffff}
+	l.conns[slot] = c
+	l.open++
+	ph, since := c.ss.Phase()
+	c.list, c.since = ph, since
+	l.lists[ph].insert(c)
+	l.sync(c, st, false)
+}

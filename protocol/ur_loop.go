@@ -1,0 +1,224 @@
+//go:build linux
+
+package protocol
+
+// The uring engine: the event loop's design (one loop per worker, each
+// owning its connections, sessions driven through the same timer lists)
+// with io_uring in place of epoll. A loop asks for work instead of
+// readiness: a multishot accept per listener, a multishot receive per
+// connection into the ring's provided buffers, and one send per
+// connection at a time. Every request it prepares goes to the kernel with
+// the wait for the next completions, in one io_uring_enter: with many
+// connections, one system call serves many answers.
+//
+// The files, as for the eventloop engine: ur_loop.go a loop (its ring,
+// its sleep, its completions), ur_ring.go the ring and its buffers,
+// ur_acceptor.go listeners and admission, ur_conn.go a connection's
+// receives and sends. Timeouts, the drain and the kill are el_timers.go's.
+
+import (
+	"runtime"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// urConn is the uring engine's part of a connection.
+type urConn struct {
+	slot, gen uint32
+	recv      bool   // a multishot receive is armed
+	cancelled bool   // ... and its cancellation is queued
+	sending   bool   // a send is in flight, of sbuf
+	sbuf      []byte // what is being sent: a copy of Output's head
+	held      []byte // bytes that arrived after reading stopped
+	heldEnd   bool   // ... followed by the client's FIN (heldErr nil) or an error
+	heldErr   error
+	closed    bool // the socket is closed: the slot waits for its requests
+}
+
+// uloop is one loop of the uring engine.
+type uloop struct {
+	loopCtl
+	s *Server
+	r *urRing
+	timers
+	conns []*elConn // by slot
+	free  []uint32  // slots to reuse
+	gen   uint32
+	open  int
+	wake8 [8]byte // the eventfd's counter, read when it fires
+
+	lfds    map[int]*elListener // listeners served here
+	armed   map[int]bool        // listeners with a multishot accept in flight
+	paused  bool                // accepts cancelled: max_connections, or a backoff
+	full    bool                // paused because max_connections is reached
+	resume  int64               // ns: when a backoff ends
+	backoff time.Duration
+	parked  []int // connections accepted after the limit: served when a slot frees
+	wakeOn  bool  // the eventfd's multishot poll is armed
+
+	draining bool
+	killed   bool
+}
+
+func newULoop(s *Server) (*uloop, error) {
+	r, err := newURing()
+	if err != nil {
+		return nil, err
+	}
+	evfd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		r.close()
+		return nil, err
+	}
+	return &uloop{loopCtl: loopCtl{evfd: evfd}, s: s, r: r,
+		lfds: map[int]*elListener{}, armed: map[int]bool{}}, nil
+}
+
+func (l *uloop) now() int64 { return mono() }
+
+// closeFDs releases the ring and the eventfd; the group calls it once
+// every loop has returned.
+func (l *uloop) closeFDs() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.fdsClosed {
+		l.fdsClosed = true
+		l.r.close()
+		unix.Close(l.evfd)
+	}
+}
+
+// armWake asks for a completion whenever the eventfd is written.
+func (l *uloop) armWake() {
+	e := l.r.sqe()
+	e.opcode = iorOpPollAdd
+	e.fd = int32(l.evfd)
+	e.opFlags = unix.POLLIN
+	e.len = iorPollAddMulti
+	e.userData = urData(urWake, 0, 0)
+	l.wakeOn = true
+}
+
+// run is the loop.
+func (l *uloop) run() {
+	runtime.LockOSThread()
+	l.armWake()
+	for {
+		l.runOps()
+		if l.s.draining.Load() && !l.draining {
+			l.beginDrain()
+		}
+		if l.s.killed() && !l.killed {
+			l.kill()
+		}
+		if l.draining && l.open == 0 && len(l.lfds) == 0 && len(l.armed) == 0 && l.slotsBusy() == 0 {
+			l.exit()
+			return
+		}
+		if !l.wakeOn {
+			l.armWake()
+		}
+		// Submit what the last round prepared and wait for the next
+		// completions, in one system call.
+		timeout := int64(-1)
+		if ms := l.waitMs(); ms >= 0 {
+			timeout = int64(ms) * int64(time.Millisecond)
+		}
+		if err := l.r.ring.submitAndWait(timeout); err != nil && err != syscall.ETIME && err != syscall.EINTR && err != syscall.EAGAIN && err != syscall.EBUSY {
+			l.s.log.Error("io_uring_enter failed", "err", err.Error())
+			time.Sleep(10 * time.Millisecond)
+		}
+		st := l.s.settings.Load()
+		l.r.ring.completions(func(d uint64, res int32, flags uint32) { l.complete(d, res, flags, st) })
+		l.expire(l, st)
+		l.resumeListeners(st)
+	}
+}
+
+// complete handles one completion.
+func (l *uloop) complete(data uint64, res int32, flags uint32, st *Settings) {
+	op, slot, gen := urUnpack(data)
+	switch op {
+	case urWake:
+		rawRead(l.evfd, l.wake8[:])
+		if flags&urMore == 0 {
+			l.wakeOn = false
+		}
+	case urAccept:
+		l.accepted(int(slot), res, flags, st)
+	case urRecv, urSend:
+		if int(slot) >= len(l.conns) || l.conns[slot] == nil || l.conns[slot].ur.gen != gen {
+			if op == urRecv && flags&urBuffer != 0 {
+				l.r.recycle(uint16(flags >> urBufShift))
+			}
+			return
+		}
+		c := l.conns[slot]
+		if op == urRecv {
+			l.received(c, res, flags, st)
+		} else {
+			l.sent(c, res, st)
+		}
+	}
+}
+
+// waitMs is how long the loop may sleep: until the earliest timeout
+// (-1: until a completion).
+func (l *uloop) waitMs() int {
+	st := l.s.settings.Load()
+	next := l.next(st.Limits)
+	consider := func(t int64) {
+		if next < 0 || t < next {
+			next = t
+		}
+	}
+	if l.paused {
+		if l.full {
+			consider(l.now() + int64(20*time.Millisecond)) // another loop may free a slot
+		} else {
+			consider(l.resume)
+		}
+	}
+	if l.draining {
+		consider(l.now() + int64(50*time.Millisecond)) // watch for the kill
+	}
+	if next < 0 {
+		return -1
+	}
+	d := next - l.now()
+	if d <= 0 {
+		return 0
+	}
+	ms := int((d + int64(time.Millisecond) - 1) / int64(time.Millisecond))
+	return min(ms, 1000)
+}
+
+// beginDrain: stop accepting, answer what has arrived, end each
+// conversation at its question boundary.
+func (l *uloop) beginDrain() {
+	for _, el := range l.lfds {
+		l.disarm(el.fd)
+		// What the kernel has queued on the listener is this loop's to
+		// serve, as the eventloop engine does.
+		l.acceptNow(el.fd)
+		l.dropListener(el)
+	}
+	for _, fd := range l.parked {
+		l.add(fd, l.s.settings.Load())
+	}
+	l.parked = nil
+	l.draining = true
+	l.drainAll(l)
+}
+
+// kill closes every connection at once: the drain deadline ended.
+func (l *uloop) kill() {
+	l.killed = true
+	for _, fd := range l.parked {
+		unix.Close(fd)
+	}
+	l.parked = nil
+	l.killAll(l)
+}

@@ -1,0 +1,148 @@
+//go:build linux
+
+package protocol
+
+// The uring engine's ring: one io_uring per loop, with a ring of
+// provided buffers for the multishot receives, and what the loop asks of
+// it (an entry, a submission with the wait, the completions ready), on
+// the small binding of ur_sys.go.
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+const (
+	urEntries = 1024 // submission queue entries per loop (the completion queue is twice that)
+	urBufSize = 4096 // one provided buffer: a receive takes at most this much
+	urBufs    = 256  // provided buffers per loop, a power of two (1 MiB, touched only as data arrives)
+	urGroup   = 0    // the buffer group of the multishot receives
+)
+
+// The operations a completion belongs to, in the top byte of its
+// user_data; the rest is the connection's slot and generation, or the
+// listener's descriptor.
+const (
+	urWake   uint8 = iota + 1 // the multishot poll of the loop's eventfd
+	urAccept                  // a listener's multishot accept
+	urRecv                    // a connection's multishot receive
+	urSend                    // a connection's send
+	urCancel                  // a cancellation (its result is ignored)
+)
+
+// urData packs an operation, a slot and a generation into a user_data.
+func urData(op uint8, slot, gen uint32) uint64 {
+	return uint64(op)<<56 | uint64(gen&0xffffff)<<32 | uint64(slot)
+}
+
+// urUnpack is urData's inverse.
+func urUnpack(d uint64) (op uint8, slot, gen uint32) {
+	return uint8(d >> 56), uint32(d), uint32(d>>32) & 0xffffff
+}
+
+// ErrNoURing wraps the reasons io_uring cannot serve here: an old kernel,
+// kernel.io_uring_disabled, or a seccomp filter that refuses it.
+var ErrNoURing = errors.New("io_uring unavailable")
+
+// urKernelOK reports whether the kernel has what the engine uses:
+// multishot receive with provided buffer rings (Linux 6.0).
+func urKernelOK() error {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return err
+	}
+	rel := unix.ByteSliceToString(u.Release[:])
+	f := strings.FieldsFunc(rel, func(r rune) bool { return r < '0' || r > '9' })
+	if len(f) < 2 {
+		return fmt.Errorf("kernel release %q unreadable", rel)
+	}
+	if major, _ := strconv.Atoi(f[0]); major < 6 {
+		return fmt.Errorf("kernel %s: multishot receive needs Linux 6.0", rel)
+	}
+	return nil
+}
+
+// urRing is a loop's ring and its provided buffers.
+type urRing struct {
+	ring *iouring
+	br   *bufRing
+}
+
+// newURing sets up a ring and its buffer ring. Its error wraps
+// ErrNoURing when io_uring is refused or missing.
+func newURing() (*urRing, error) {
+	if err := urKernelOK(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNoURing, err)
+	}
+	ring, err := newIOURing(urEntries, iorSetupCoopTaskrun)
+	if errors.Is(err, syscall.EINVAL) { // before Linux 5.19
+		ring, err = newIOURing(urEntries, 0)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: io_uring_setup: %v", ErrNoURing, err)
+	}
+	br, err := ring.newBufRing(urGroup, urBufs, urBufSize)
+	if err != nil {
+		ring.close()
+		return nil, fmt.Errorf("%w: provided buffer ring: %v", ErrNoURing, err)
+	}
+	return &urRing{ring: ring, br: br}, nil
+}
+
+// urProbe reports whether the uring engine can run here: nil, or an
+// error wrapping ErrNoURing that says why not.
+func urProbe() error {
+	r, err := newURing()
+	if err != nil {
+		return err
+	}
+	r.close()
+	return nil
+}
+
+// close releases the ring and the buffers.
+func (r *urRing) close() {
+	r.br.free(r.ring, urGroup)
+	r.ring.close()
+}
+
+// buf returns buffer bid's first n bytes.
+func (r *urRing) buf(bid uint16, n int) []byte { return r.br.buf(bid, n) }
+
+// recycle gives buffer bid back to the kernel.
+func (r *urRing) recycle(bid uint16) {
+	r.br.add(bid)
+	r.br.publish()
+}
+
+// sqe returns a free submission entry, submitting what is queued when the
+// queue is full.
+func (r *urRing) sqe() *iorSQE {
+	for {
+		if e := r.ring.getSQE(); e != nil {
+			return e
+		}
+		r.ring.submit()
+	}
+}
+
+// cancel queues the cancellation of the request of user_data d.
+func (r *urRing) cancel(d uint64) {
+	e := r.sqe()
+	e.opcode = iorOpAsyncCancel
+	e.fd = -1
+	e.addr = d
+	e.userData = urData(urCancel, 0, 0)
+}
+
+// Completion flags.
+const (
+	urMore     = iorCQEFMore   // a multishot request goes on
+	urBuffer   = iorCQEFBuffer // a provided buffer holds the data
+	urBufShift = iorCQEBufferShift
+)

@@ -1,0 +1,73 @@
+//go:build linux
+
+package protocol
+
+import (
+	"net"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestURingAcceptBackoff: out of file descriptors, the uring engine backs
+// off (with a log line) instead of spinning, and serves again once
+// descriptors free. The kernel reads RLIMIT_NOFILE when a multishot
+// accept is armed, so the limit is lowered (for this test process, which
+// holds the clients too) before the server starts.
+func TestURingAcceptBackoff(t *testing.T) {
+	if err := urProbe(); err != nil {
+		t.Skipf("io_uring unavailable here: %v", err)
+	}
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
+		t.Fatal(err)
+	}
+	// Room for the server's own descriptors (the listener, two rings,
+	// two eventfds and their duplicates) and 40 more.
+	low := old
+	low.Cur = uint64(len(ents) + 10 + 40)
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old) })
+	srv, addr, lb := startLogged(t, EngineURing, Settings{})
+	// Clients and the server's side share the limit: dial until it is
+	// reached (the server accepts as they come, until it cannot).
+	var conns []net.Conn
+	for i := 0; i < 40; i++ {
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			break
+		}
+		conns = append(conns, c)
+	}
+	waitFor(t, func() bool { return strings.Contains(lb.String(), "accept error, backing off") })
+	if !strings.Contains(lb.String(), "too many open files") {
+		t.Fatalf("backoff without the reason:\n%s", lb.String())
+	}
+	// Backing off, not spinning: the retries double from 5 ms up to 1 s,
+	// so a few dozen lines at most while the clients wait.
+	if n := strings.Count(lb.String(), "accept error, backing off"); n > 50 {
+		t.Fatalf("%d backoff lines: the accept is retried in a loop", n)
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old)
+	// Descriptors free: the server accepts and answers again.
+	c := dial(t, addr)
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	r := make([]byte, 5)
+	c.Write([]byte("Beautiful is better than?"))
+	if _, err := c.Read(r); err != nil || string(r) != "Ugly." {
+		t.Fatalf("after the backoff: %q %v", r, err)
+	}
+	_ = srv
+}
