@@ -49,6 +49,11 @@ type result struct {
 	Latency     latency `json:"latency_us"`
 	ClientCPU   float64 `json:"client_cpu_us_per_request"`
 	ServerCPU   float64 `json:"server_cpu_us_per_request,omitempty"`
+	// ServerCalls is the server's system calls per request, counted as
+	// CallsSource says: "perf" (every call) or "proc-io" (read- and
+	// write-like calls only).
+	ServerCalls float64 `json:"server_syscalls_per_request,omitempty"`
+	CallsSource string  `json:"server_syscalls_source,omitempty"`
 	IdleConns   int     `json:"idle_connections,omitempty"`
 	RSSBeforeKB int64   `json:"server_rss_before_kb,omitempty"`
 	RSSAfterKB  int64   `json:"server_rss_after_kb,omitempty"`
@@ -116,6 +121,7 @@ func run(ctx context.Context, o options) (*result, error) {
 	if o.mode == "idle" {
 		return runIdle(ctx, o, r)
 	}
+	calls := startSyscallCount(o.pid)
 	cpu0, srv0 := selfCPU(), procCPU(o.pid)
 	start := time.Now()
 	end := start.Add(o.duration)
@@ -147,6 +153,7 @@ func run(ctx context.Context, o options) (*result, error) {
 	stop()
 	elapsed := time.Since(start)
 	cpu1, srv1 := selfCPU(), procCPU(o.pid)
+	ncalls, callsHow := calls.stop()
 	h := new(hist)
 	for _, x := range hists {
 		h.merge(x)
@@ -167,6 +174,9 @@ func run(ctx context.Context, o options) (*result, error) {
 		r.ClientCPU = float64(cpu1-cpu0) / float64(time.Microsecond) / float64(r.Requests)
 		if o.pid > 0 && srv1 >= srv0 {
 			r.ServerCPU = float64(srv1-srv0) / float64(time.Microsecond) / float64(r.Requests)
+		}
+		if ncalls > 0 {
+			r.ServerCalls, r.CallsSource = ncalls/float64(r.Requests), callsHow
 		}
 	}
 	if cnt.wrong.Load() {

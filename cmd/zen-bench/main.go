@@ -3,7 +3,7 @@
 //
 //	zen-bench [-mode ask|conn|idle|halfclose|noread] [-addr HOST:PORT] [-c N] [-pipeline N] [-d DURATION]
 //	          [-req STR -resp STR] [-pid PID] [-idle N] [-drip D] [-json]
-//	zen-bench -compare [-engines LIST] [-zend PATH] [-d DURATION] [-svg FILE] [-json]
+//	zen-bench -compare [-engines LIST] [-peers LIST] [-rounds N] [-zend PATH] [-d DURATION] [-svg FILE] [-json]
 //
 // Every answer is verified: a wrong one fails the run (exit 1).
 package main
@@ -75,9 +75,19 @@ Flags:
   -n N              halfclose mode: questions to send (default 1000000)
   -drip D           idle mode: each held connection sends a byte every D
   -json             print the result as JSON
-  -compare          start zend with each engine in turn and compare them
-  -engines LIST     with -compare (default: every engine of this system,
-                    single,pool,goroutine and, on Linux, eventloop)
+  -compare          start zend with each engine, and the peers, and compare
+                    them: the idle scenario first on each fresh server, then
+                    -rounds rounds of the others, each round through every
+                    server in turn (starting one further on), medians shown;
+                    answers/s, server CPU and server system calls per answer
+                    (counted with perf when tracefs is mounted, else
+                    /proc/PID/io's read and write calls)
+  -engines LIST     with -compare (default: every engine of this system but
+                    auto: single,pool,goroutine and, on Linux, eventloop,uring)
+  -peers LIST       with -compare: peer servers to add when installed, asked
+                    PING (redis-server) and version (memcached); default
+                    redis,memcached; none for none
+  -rounds N         with -compare: rounds (default 3)
   -zend PATH        with -compare: the zend binary (default: beside zen-bench, else $PATH)
   -svg FILE         with -compare: also write the comparison as an SVG chart
 `
@@ -100,7 +110,9 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	questions := fs.Int("n", 1000000, "")
 	asJSON := fs.Bool("json", false, "")
 	compare := fs.Bool("compare", false, "")
-	engines := fs.String("engines", strings.Join(config.Engines, ","), "")
+	engines := fs.String("engines", strings.Join(compareEngines(), ","), "")
+	peers := fs.String("peers", "redis,memcached", "")
+	rounds := fs.Int("rounds", 3, "")
 	zend := fs.String("zend", "", "")
 	svg := fs.String("svg", "", "")
 	if err := fs.Parse(args); err != nil {
@@ -133,7 +145,19 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		o.progress = stderr
 	}
 	if *compare {
-		return runCompare(ctx, o, strings.Split(*engines, ","), *zend, *svg, *asJSON, stdout, stderr)
+		var ps []string
+		if *peers != "" && *peers != "none" {
+			ps = strings.Split(*peers, ",")
+		}
+		for _, p := range ps {
+			if p != "redis" && p != "memcached" {
+				return &usageError{"-peers " + p + ": allowed are redis, memcached, none"}
+			}
+		}
+		if *rounds < 1 {
+			return &usageError{"-rounds must be positive"}
+		}
+		return runCompare(ctx, o, strings.Split(*engines, ","), ps, *rounds, *zend, *svg, *asJSON, stdout, stderr)
 	}
 	if o.mode == "halfclose" || o.mode == "noread" {
 		var r *abuseResult
@@ -201,6 +225,9 @@ func printResult(w io.Writer, r *result) {
 		fmt.Fprintf(w, ", server %.2f µs/request", r.ServerCPU)
 	}
 	fmt.Fprintln(w)
+	if r.ServerCalls > 0 {
+		fmt.Fprintf(w, "  syscalls   server %.2f per request (%s)\n", r.ServerCalls, r.CallsSource)
+	}
 	if r.RSSPerConn != 0 {
 		fmt.Fprintf(w, "  memory     server RSS %d -> %d KiB: %.2f KiB per held connection\n", r.RSSBeforeKB, r.RSSAfterKB, r.RSSPerConn)
 	}
@@ -217,4 +244,16 @@ func us(v float64) string {
 		return strconv.FormatFloat(v/1e3, 'f', 2, 64) + "ms"
 	}
 	return strconv.FormatFloat(v, 'f', 0, 64) + "µs"
+}
+
+// compareEngines are -compare's default engines: this system's, but auto
+// (which is one of them).
+func compareEngines() []string {
+	var es []string
+	for _, e := range config.Engines {
+		if e != "auto" {
+			es = append(es, e)
+		}
+	}
+	return es
 }
