@@ -78,7 +78,7 @@ type Server struct {
 	closing   bool
 	connWG    sync.WaitGroup
 	serveWG   sync.WaitGroup
-	single   sync.Mutex // serialises conversations of the single engine
+	single    sync.Mutex // serialises conversations of the single engine
 
 	shutdown atomic.Bool
 	draining atomic.Bool
@@ -407,7 +407,7 @@ func (s *Server) Shutdown(ctx context.Context) (DrainResult, error) {
 
 	done := make(chan struct{})
 	go func() {
-		s.serveWG.Wait()  // no accept loop can start a conversation after this
+		s.serveWG.Wait() // no accept loop can start a conversation after this
 		s.connWG.Wait()
 		if g := s.el.Load(); g != nil {
 			g.wg.Wait()
