@@ -32,10 +32,43 @@ const quoteMax = 64
 // goroutine (single, pool, goroutine; in-zen1 and in-zen2 through them):
 // the socket, and the session it moves bytes to and from.
 type conn struct {
-	nc  net.Conn
-	rc  syscall.RawConn // nc's descriptor, when it has one: reads that hold no buffer while parked
-	cut atomic.Bool     // closed by Shutdown when its deadline ended
-	ss  session
+	nc         net.Conn
+	rc         syscall.RawConn // nc's descriptor, when it has one: reads that hold no buffer while parked
+	cut        atomic.Bool     // closed by Shutdown when its deadline ended
+	prev, next *conn           // in the server's list (its lock)
+	ss         session
+
+	// The read in progress, for rawRead (a method value made once: a
+	// closure per read would be garbage per read).
+	rawRead func(fd uintptr) bool
+	rbuf    []byte
+	rn      int
+	rerr    error
+}
+
+// connList is an intrusive list of conversations: tracking one costs
+// two pointers and no garbage, where a map grows and leaves its old
+// buckets behind.
+type connList struct{ head *conn }
+
+func (l *connList) add(c *conn) {
+	c.prev, c.next = nil, l.head
+	if l.head != nil {
+		l.head.prev = c
+	}
+	l.head = c
+}
+
+func (l *connList) remove(c *conn) {
+	if c.prev != nil {
+		c.prev.next = c.next
+	} else if l.head == c {
+		l.head = c.next
+	}
+	if c.next != nil {
+		c.next.prev = c.prev
+	}
+	c.prev, c.next = nil, nil
 }
 
 // closeWriter is a connection that can send FIN while still reading.
@@ -58,6 +91,7 @@ func (s *Server) begin(nc net.Conn) *conn {
 	c := &conn{nc: nc}
 	if sc, ok := nc.(syscall.Conn); ok {
 		c.rc, _ = sc.SyscallConn()
+		c.rawRead = c.tryRead
 	}
 	if !s.trackConn(c, true) {
 		nc.Close()
@@ -191,19 +225,10 @@ func (c *conn) read() ([]byte, int, error) {
 		n, err := c.nc.Read(b)
 		return b, n, err
 	}
-	var b []byte
-	var n int
-	var rerr error
-	err := c.rc.Read(func(fd uintptr) bool {
-		b = getBuf()[:readSize]
-		n, rerr = syscall.Read(int(fd), b)
-		if rerr == syscall.EAGAIN || rerr == syscall.EINTR {
-			putBuf(b)
-			b = nil
-			return false
-		}
-		return true
-	})
+	c.rn = 0
+	err := c.rc.Read(c.rawRead)
+	b, n, rerr := c.rbuf, c.rn, c.rerr
+	c.rbuf, c.rerr = nil, nil
 	switch {
 	case err != nil:
 		return b, 0, err
@@ -213,6 +238,22 @@ func (c *conn) read() ([]byte, int, error) {
 		return b, 0, io.EOF
 	}
 	return b, n, nil
+}
+
+// tryRead is rawRead: one read(2) into a pooled buffer, given back when
+// there is nothing to read (the caller then parks). It always tries
+// first: the poller forgets a readiness that came before the read began,
+// and is edge-triggered, so a wait before trying could last forever.
+func (c *conn) tryRead(fd uintptr) bool {
+	c.rbuf = getBuf()[:readSize]
+	n, err := syscall.Read(int(fd), c.rbuf)
+	if err == syscall.EAGAIN || err == syscall.EINTR {
+		putBuf(c.rbuf)
+		c.rbuf = nil
+		return false
+	}
+	c.rn, c.rerr = max(n, 0), err
+	return true
 }
 
 // closeConn closes a conversation that ended, logs how, and untracks it.

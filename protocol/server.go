@@ -71,9 +71,9 @@ type Server struct {
 	mu        sync.Mutex
 	cond      *sync.Cond // signalled when a slot frees or on shutdown
 	listeners map[net.Listener]struct{}
-	conns     map[*conn]struct{}
-	slots     int  // reserved conversation slots (goroutine engine)
-	fullSaid  bool // "max_connections reached" logged for this episode
+	conns     connList // tracked conversations of the goroutine-per-connection engines
+	slots     int      // reserved conversation slots (goroutine engine)
+	fullSaid  bool     // "max_connections reached" logged for this episode
 	drainEnd  time.Time
 	closing   bool
 	connWG    sync.WaitGroup
@@ -130,7 +130,6 @@ func NewServer(engine Engine, workers int, st Settings, logger *slog.Logger) (*S
 		workers:   workers,
 		log:       logger,
 		listeners: make(map[net.Listener]struct{}),
-		conns:     make(map[*conn]struct{}),
 		kill:      make(chan struct{}),
 
 		answerHits: make(map[string]*atomic.Uint64),
@@ -354,12 +353,12 @@ func (s *Server) trackConn(c *conn, add bool) bool {
 		if s.killed() {
 			return false
 		}
-		s.conns[c] = struct{}{}
+		s.conns.add(c)
 		s.connWG.Add(1)
 		s.open.Add(1)
 		return true
 	}
-	delete(s.conns, c)
+	s.conns.remove(c)
 	s.open.Add(-1)
 	s.done.Add(1)
 	s.connWG.Done()
@@ -398,7 +397,7 @@ func (s *Server) Shutdown(ctx context.Context) (DrainResult, error) {
 	}
 	res := DrainResult{Open: int(s.open.Load())}
 	s.draining.Store(true)
-	for c := range s.conns {
+	for c := s.conns.head; c != nil; c = c.next {
 		c.nc.SetReadDeadline(time.Now()) // wake readers: they check draining
 	}
 	s.cond.Broadcast()
@@ -421,7 +420,7 @@ func (s *Server) Shutdown(ctx context.Context) (DrainResult, error) {
 		s.killOnce.Do(func() { close(s.kill) })
 		s.wakeLoops()
 		s.mu.Lock()
-		for c := range s.conns {
+		for c := s.conns.head; c != nil; c = c.next {
 			c.cut.Store(true)
 			c.nc.Close()
 		}
