@@ -8,8 +8,11 @@ package protocol
 // until a slot frees: as in the kernel's backlog), then admission.
 
 import (
+	"net/netip"
+	"strconv"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -159,13 +162,13 @@ func (l *uloop) resumeListeners(st *Settings) {
 // stops accepting at once, so that the next client waits in the kernel's
 // backlog (the eventloop engine checks before each accept).
 func (l *uloop) add(fd int, st *Settings) {
-	sa, _ := unix.Getpeername(fd)
+	peer := peerOf(fd)
 	l.s.total.Add(1)
 	if n, max := l.s.open.Add(1), st.Limits.MaxConnections; max > 0 && n >= int64(max) && !l.draining {
 		l.pause(true)
 	}
 	c := &elConn{fd: int32(fd), in: true}
-	c.ss.start(l.s, addrPort(sa), l.now(), st)
+	c.ss.start(l.s, peer, l.now(), st)
 	if _, _, done := c.ss.Ending(); done { // refused
 		c.ss.Close()
 		unix.Close(fd)
@@ -193,4 +196,29 @@ func (l *uloop) add(fd int, st *Settings) {
 	c.list, c.since = ph, since
 	l.lists[ph].insert(c)
 	l.sync(c, st, false)
+}
+
+// peerOf returns the address of fd's peer (getpeername, into a
+// sockaddr on the stack: no garbage per connection).
+func peerOf(fd int) netip.AddrPort {
+	var rsa unix.RawSockaddrAny
+	n := uint32(unsafe.Sizeof(rsa))
+	if _, _, e := syscall.RawSyscall(unix.SYS_GETPEERNAME, uintptr(fd), uintptr(unsafe.Pointer(&rsa)), uintptr(unsafe.Pointer(&n))); e != 0 {
+		return netip.AddrPort{}
+	}
+	switch rsa.Addr.Family {
+	case unix.AF_INET:
+		a := (*unix.RawSockaddrInet4)(unsafe.Pointer(&rsa))
+		p := (*[2]byte)(unsafe.Pointer(&a.Port))
+		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(p[0])<<8|uint16(p[1]))
+	case unix.AF_INET6:
+		a := (*unix.RawSockaddrInet6)(unsafe.Pointer(&rsa))
+		p := (*[2]byte)(unsafe.Pointer(&a.Port))
+		ip := netip.AddrFrom16(a.Addr).Unmap()
+		if a.Scope_id != 0 {
+			ip = ip.WithZone(strconv.Itoa(int(a.Scope_id)))
+		}
+		return netip.AddrPortFrom(ip, uint16(p[0])<<8|uint16(p[1]))
+	}
+	return netip.AddrPort{}
 }

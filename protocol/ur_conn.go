@@ -55,10 +55,11 @@ func (l *uloop) received(c *elConn, res int32, flags uint32, st *Settings) {
 			l.close(c, endDrained, "")
 		}
 	case res > 0:
-		if u.held == nil && c.ss.WantRead() {
+		if !u.holding() && c.ss.WantRead() {
 			c.ss.Input(l.now(), data, st)
 		} else {
-			u.held = append(u.held, data...)
+			x := l.ioOf(u)
+			x.held = append(x.held, data...)
 		}
 	case res == 0:
 		l.ended(c, nil)
@@ -74,8 +75,8 @@ func (l *uloop) received(c *elConn, res int32, flags uint32, st *Settings) {
 // whatever is held.
 func (l *uloop) ended(c *elConn, err error) {
 	u := c.ur
-	if u.held != nil {
-		u.heldEnd, u.heldErr = true, err
+	if u.holding() {
+		u.heldEnd, u.io.heldErr = true, err
 		return
 	}
 	if err == nil {
@@ -89,9 +90,7 @@ func (l *uloop) ended(c *elConn, err error) {
 func (l *uloop) sent(c *elConn, res int32, st *Settings) {
 	u := c.ur
 	u.sending = false
-	if cap(u.sbuf) > sbufKeep {
-		u.sbuf = nil
-	}
+	l.releaseIO(u)
 	switch {
 	case u.closed:
 	case res > 0:
@@ -110,7 +109,10 @@ func (l *uloop) settle(c *elConn, st *Settings) {
 		if !u.recv && !u.sending {
 			l.conns[u.slot] = nil
 			l.free = append(l.free, u.slot)
-			u.sbuf, u.held = nil, nil
+			if u.io != nil {
+				u.io.held, u.io.heldErr, u.heldEnd = nil, nil, false
+				l.releaseIO(u)
+			}
 		}
 		return
 	}
@@ -124,22 +126,25 @@ func (l *uloop) settle(c *elConn, st *Settings) {
 // c to its phase's timer list.
 func (l *uloop) sync(c *elConn, st *Settings, _ bool) {
 	ss, u := &c.ss, c.ur
-	if u.held != nil && ss.WantRead() {
-		held := u.held
-		u.held = nil
+	if u.holding() && ss.WantRead() {
+		x := u.io
+		held, err := x.held, x.heldErr
+		x.held, x.heldErr = x.held[:0], nil
 		ss.Input(l.now(), held, st)
 		if u.heldEnd {
 			u.heldEnd = false
-			l.ended(c, u.heldErr)
+			l.ended(c, err)
 		}
+		l.releaseIO(u)
 	}
 	if out := ss.Output(); len(out) > 0 && !u.sending {
-		u.sbuf = append(u.sbuf[:0], out...)
+		x := l.ioOf(u)
+		x.sbuf = append(x.sbuf[:0], out...)
 		e := l.r.sqe()
 		e.opcode = iorOpSend
 		e.fd = c.fd
-		e.addr = uint64(uintptr(unsafe.Pointer(&u.sbuf[0])))
-		e.len = uint32(len(u.sbuf))
+		e.addr = uint64(uintptr(unsafe.Pointer(&x.sbuf[0])))
+		e.len = uint32(len(x.sbuf))
 		e.opFlags = unix.MSG_NOSIGNAL
 		e.userData = urData(urSend, u.slot, u.gen)
 		u.sending = true
@@ -153,7 +158,7 @@ func (l *uloop) sync(c *elConn, st *Settings, _ bool) {
 		return
 	}
 	switch want := ss.WantRead(); {
-	case want && !u.recv && u.held == nil:
+	case want && !u.recv && !u.holding():
 		l.armRecv(c)
 	case !want && u.recv && !u.cancelled:
 		l.r.cancel(urData(urRecv, u.slot, u.gen))
@@ -223,4 +228,38 @@ func (l *uloop) drainEnd() int64 {
 // kernel has not let go of.
 func (l *uloop) slotsBusy() int {
 	return len(l.conns) - len(l.free)
+}
+
+// holding reports whether input is held for the session.
+func (u *urConn) holding() bool { return u.io != nil && (len(u.io.held) > 0 || u.heldEnd) }
+
+// ioOf returns u's urIO, borrowing one from the loop's spares.
+func (l *uloop) ioOf(u *urConn) *urIO {
+	if u.io == nil {
+		if n := len(l.spareIO); n > 0 {
+			u.io, l.spareIO = l.spareIO[n-1], l.spareIO[:n-1]
+		} else {
+			u.io = &urIO{}
+		}
+	}
+	return u.io
+}
+
+// releaseIO gives u's urIO back once no send reads it and nothing is
+// held; a large send buffer (a burst of answers) goes to the collector.
+func (l *uloop) releaseIO(u *urConn) {
+	x := u.io
+	if x == nil || u.sending || len(x.held) > 0 || u.heldEnd {
+		return
+	}
+	u.io = nil
+	if cap(x.sbuf) > sbufKeep {
+		x.sbuf = nil
+	}
+	if cap(x.held) > sbufKeep {
+		x.held = nil
+	}
+	if len(l.spareIO) < maxSpareIO {
+		l.spareIO = append(l.spareIO, x)
+	}
 }

@@ -24,18 +24,28 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// urConn is the uring engine's part of a connection.
+// urConn is the uring engine's part of a connection: 24 bytes while it
+// is idle; what a send or held input needs is borrowed (urIO) only then.
 type urConn struct {
 	slot, gen uint32
-	recv      bool   // a multishot receive is armed
-	cancelled bool   // ... and its cancellation is queued
-	sending   bool   // a send is in flight, of sbuf
-	sbuf      []byte // what is being sent: a copy of Output's head
-	held      []byte // bytes that arrived after reading stopped
-	heldEnd   bool   // ... followed by the client's FIN (heldErr nil) or an error
-	heldErr   error
-	closed    bool // the socket is closed: the slot waits for its requests
+	recv      bool  // a multishot receive is armed
+	cancelled bool  // ... and its cancellation is queued
+	sending   bool  // a send is in flight, of io.sbuf
+	heldEnd   bool  // io.held is followed by the client's FIN (io.heldErr nil) or an error
+	closed    bool  // the socket is closed: the slot waits for its requests
+	io        *urIO // while sending or holding input
 }
+
+// urIO is what a connection borrows from its loop while a send is in
+// flight or input is held.
+type urIO struct {
+	sbuf    []byte // what is being sent: a copy of Output's head
+	held    []byte // bytes that arrived after reading stopped
+	heldErr error
+}
+
+// maxSpareIO bounds the urIO a loop keeps for reuse.
+const maxSpareIO = 1024
 
 // uloop is one loop of the uring engine.
 type uloop struct {
@@ -57,6 +67,7 @@ type uloop struct {
 	backoff time.Duration
 	parked  []int // connections accepted after the limit: served when a slot frees
 	wakeOn  bool  // the eventfd's multishot poll is armed
+	spareIO []*urIO
 
 	draining bool
 	killed   bool

@@ -19,8 +19,8 @@ import (
 
 const (
 	urEntries = 1024 // submission queue entries per loop (the completion queue is twice that)
-	urBufSize = 4096 // one provided buffer: a receive takes at most this much
-	urBufs    = 256  // provided buffers per loop, a power of two (1 MiB, touched only as data arrives)
+	urBufSize = 2048 // one provided buffer: a receive takes at most this much
+	urBufs    = 128  // provided buffers per loop, a power of two (256 KiB, touched as data arrives)
 	urGroup   = 0    // the buffer group of the multishot receives
 )
 
