@@ -28,7 +28,7 @@ const (
 	// EngineGoroutine runs one goroutine per connection, at most
 	// Limits.MaxConnections at once (listing 7-5 without its flaw).
 	EngineGoroutine Engine = "goroutine"
-	// EngineEventLoop runs workers epoll loops (default one per CPU),
+	// EngineEventLoop runs workers epoll loops (default half the CPUs),
 	// each serving many connections from one goroutine (listing 7-6 done
 	// right, one loop per core as the chapter concludes). Linux only.
 	EngineEventLoop Engine = "eventloop"
@@ -120,7 +120,7 @@ func NewServer(engine Engine, workers int, st Settings, logger *slog.Logger) (*S
 		case EnginePool:
 			workers = 4
 		case EngineEventLoop, EngineURing:
-			workers = 0 // one loop per CPU
+			workers = 0 // defaultLoops
 		default:
 			workers = 1
 		}
