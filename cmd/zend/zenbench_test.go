@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -66,7 +67,7 @@ func TestZenBenchFailsOnWrongAnswers(t *testing.T) {
 // TestZenBenchCompare starts zend per engine and writes the chart.
 func TestZenBenchCompare(t *testing.T) {
 	svg := filepath.Join(t.TempDir(), "compare.svg")
-	out, errout, code := runBin(t, "zen-bench", nil, "-compare", "-engines", "goroutine,eventloop", "-d", "300ms", "-svg", svg)
+	out, errout, code := runBin(t, "zen-bench", nil, "-compare", "-engines", "goroutine,eventloop", "-peers", "none", "-rounds", "1", "-d", "300ms", "-svg", svg)
 	if code != 0 {
 		t.Fatalf("exit %d: %s %s", code, out, errout)
 	}
@@ -78,5 +79,56 @@ func TestZenBenchCompare(t *testing.T) {
 	b, err := os.ReadFile(svg)
 	if err != nil || !strings.HasPrefix(string(b), "<svg") || !strings.Contains(string(b), "eventloop") {
 		t.Fatalf("chart: %v %.100s", err, b)
+	}
+}
+
+// TestZenBenchComparePeers: -compare puts redis and memcached in the same
+// run as zend, each scenario once per round for every server, with the
+// server's CPU and system calls per answer.
+func TestZenBenchComparePeers(t *testing.T) {
+	needSystem(t, "zen-bench -compare against the real redis-server and memcached")
+	tool(t, "redis-server", "/usr/bin/redis-server")
+	tool(t, "memcached", "/usr/bin/memcached")
+	out, errout, code := runBin(t, "zen-bench", nil, "-compare", "-engines", "uring", "-rounds", "2", "-d", "300ms", "-json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s %s", code, out, errout)
+	}
+	var cmp struct {
+		Engines   []string                       `json:"engines"`
+		Scenarios []string                       `json:"scenarios"`
+		Values    map[string][]float64           `json:"values"`
+		Results   map[string][][]json.RawMessage `json:"results"`
+	}
+	if err := json.Unmarshal([]byte(out), &cmp); err != nil {
+		t.Fatalf("%v:\n%s", err, out)
+	}
+	if fmt.Sprint(cmp.Engines) != "[uring redis memcached]" {
+		t.Fatalf("columns %v, want uring, redis and memcached", cmp.Engines)
+	}
+	row := func(name string) int {
+		for i, s := range cmp.Scenarios {
+			if s == name {
+				return i
+			}
+		}
+		t.Fatalf("no row %q in %v", name, cmp.Scenarios)
+		return -1
+	}
+	for _, e := range cmp.Engines {
+		for _, r := range []string{"ask, 50 conns, pipeline 1", "ask, 50 conns, pipeline 1: server CPU", "ask, 50 conns, pipeline 1: server syscalls", "idle: RSS per held connection"} {
+			if v := cmp.Values[e][row(r)]; v <= 0 {
+				t.Errorf("%s: %s = %v", e, r, v)
+			}
+		}
+		// Every non-idle scenario ran once per round; idle once.
+		for k, rs := range cmp.Results[e] {
+			want := 2
+			if k == 0 {
+				want = 1
+			}
+			if len(rs) != want {
+				t.Errorf("%s: scenario %d ran %d times, want %d", e, k, len(rs), want)
+			}
+		}
 	}
 }
