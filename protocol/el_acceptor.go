@@ -142,18 +142,9 @@ func (l *loop) resumeListeners(st *Settings) {
 // add starts the conversation of an accepted connection: admitted (or
 // refused) by its session, then registered in epoll and its timer list.
 func (l *loop) add(fd int, sa unix.Sockaddr, st *Settings) {
-	c := &elConn{fd: int32(fd), in: true}
-	c.ss.start(l.s, addrPort(sa), l.now(), st)
-	if _, _, done := c.ss.Ending(); done { // refused
-		c.ss.Close()
-		unix.Close(fd)
-		l.s.open.Add(-1)
-		l.s.done.Add(1)
+	c := admitConn(l.s, fd, addrPort(sa), l.now(), st)
+	if c == nil {
 		return
-	}
-	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-	if b := st.Limits.SendBuffer; b > 0 {
-		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, b)
 	}
 	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(fd)}); err != nil {
 		c.ss.Close()
@@ -170,6 +161,27 @@ func (l *loop) add(fd int, sa unix.Sockaddr, st *Settings) {
 	ph, since := c.ss.Phase()
 	c.list, c.since = ph, since
 	l.lists[ph].insert(c)
+}
+
+// admitConn starts the conversation of an accepted connection on a loop
+// engine, counted in open: its session admits or refuses the client (a
+// refused one is closed, and nil returned), then the socket gets
+// TCP_NODELAY and limits.send_buffer.
+func admitConn(s *Server, fd int, peer netip.AddrPort, now int64, st *Settings) *elConn {
+	c := &elConn{fd: int32(fd), in: true}
+	c.ss.start(s, peer, now, st)
+	if _, _, done := c.ss.Ending(); done { // refused
+		c.ss.Close()
+		unix.Close(fd)
+		s.open.Add(-1)
+		s.done.Add(1)
+		return nil
+	}
+	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	if b := st.Limits.SendBuffer; b > 0 {
+		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, b)
+	}
+	return c
 }
 
 func addrPort(sa unix.Sockaddr) netip.AddrPort {

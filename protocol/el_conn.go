@@ -90,12 +90,7 @@ func (l *loop) sync(c *elConn, st *Settings, writable bool) {
 			ss.Fail(err) // and Output is empty: the loop ends
 		}
 	}
-	if how, detail, done := ss.Ending(); done {
-		if how == endDrained {
-			l.linger(c)
-		} else {
-			l.close(c, how, detail)
-		}
+	if finish(l, c) {
 		return
 	}
 	in, out := ss.WantRead(), len(ss.Output()) > 0

@@ -185,34 +185,9 @@ func (l *loopCtl) runOps() {
 	}
 }
 
-// waitMs is how long epoll_wait may sleep: until the earliest timeout.
+// waitMs is how long epoll_wait may sleep.
 func (l *loop) waitMs() int {
-	st := l.s.settings.Load()
-	next := l.next(st.Limits)
-	consider := func(t int64) {
-		if next < 0 || t < next {
-			next = t
-		}
-	}
-	if len(l.paused) > 0 {
-		if l.full {
-			consider(l.now() + int64(20*time.Millisecond)) // another loop may free a slot
-		} else {
-			consider(l.resume)
-		}
-	}
-	if l.draining {
-		consider(l.now() + int64(50*time.Millisecond)) // watch for the kill
-	}
-	if next < 0 {
-		return -1
-	}
-	d := next - l.now()
-	if d <= 0 {
-		return 0
-	}
-	ms := int((d + int64(time.Millisecond) - 1) / int64(time.Millisecond))
-	return min(ms, 1000)
+	return l.timers.waitMs(l.s.settings.Load().Limits, l.now(), len(l.paused) > 0, l.full, l.resume, l.draining)
 }
 
 func (l *loop) drainEnd() int64 {

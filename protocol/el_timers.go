@@ -2,6 +2,8 @@
 
 package protocol
 
+import "time"
+
 // The event loop's timers: a session's next timeout depends only on its
 // phase and when it entered it (Session.Phase), and within a phase the
 // timeout is the same for every session, so each loop keeps one list per
@@ -17,6 +19,9 @@ type connLoop interface {
 	sync(c *elConn, st *Settings, writable bool)
 	// close closes c and logs how its conversation ended.
 	close(c *elConn, how ending, detail string)
+	// linger sends FIN after a drained conversation and reads until the
+	// client's FIN or a short time.
+	linger(c *elConn)
 }
 
 // timers are a loop's connections by phase: one list per phase, ordered
@@ -89,6 +94,53 @@ func (l *timers) expire(cl connLoop, st *Settings) {
 	for c := l.lists[phEnded].head; c != nil && c.since <= now; c = l.lists[phEnded].head {
 		cl.close(c, endDrained, "")
 	}
+}
+
+// waitMs is how long a loop may sleep, in milliseconds (-1: until an
+// event): until its earliest timeout, or sooner while its accepting is
+// paused (full: another loop may free a slot; else until resume, the end
+// of an accept backoff) or while it drains (to watch for the kill).
+func (l *timers) waitMs(lim Limits, now int64, paused, full bool, resume int64, draining bool) int {
+	next := l.next(lim)
+	consider := func(t int64) {
+		if next < 0 || t < next {
+			next = t
+		}
+	}
+	if paused {
+		if full {
+			consider(now + int64(20*time.Millisecond))
+		} else {
+			consider(resume)
+		}
+	}
+	if draining {
+		consider(now + int64(50*time.Millisecond))
+	}
+	if next < 0 {
+		return -1
+	}
+	d := next - now
+	if d <= 0 {
+		return 0
+	}
+	ms := int((d + int64(time.Millisecond) - 1) / int64(time.Millisecond))
+	return min(ms, 1000)
+}
+
+// finish ends c's conversation on cl when its session has ended: a
+// drained one lingers, any other closes. It reports whether it did.
+func finish(cl connLoop, c *elConn) bool {
+	how, detail, done := c.ss.Ending()
+	if !done {
+		return false
+	}
+	if how == endDrained {
+		cl.linger(c)
+	} else {
+		cl.close(c, how, detail)
+	}
+	return true
 }
 
 // next returns when the earliest timeout of the loop's connections is

@@ -167,18 +167,9 @@ func (l *uloop) add(fd int, st *Settings) {
 	if n, max := l.s.open.Add(1), st.Limits.MaxConnections; max > 0 && n >= int64(max) && !l.draining {
 		l.pause(true)
 	}
-	c := &elConn{fd: int32(fd), in: true}
-	c.ss.start(l.s, peer, l.now(), st)
-	if _, _, done := c.ss.Ending(); done { // refused
-		c.ss.Close()
-		unix.Close(fd)
-		l.s.open.Add(-1)
-		l.s.done.Add(1)
+	c := admitConn(l.s, fd, peer, l.now(), st)
+	if c == nil {
 		return
-	}
-	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-	if b := st.Limits.SendBuffer; b > 0 {
-		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, b)
 	}
 	var slot uint32
 	if n := len(l.free); n > 0 {

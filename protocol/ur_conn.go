@@ -149,12 +149,7 @@ func (l *uloop) sync(c *elConn, st *Settings, _ bool) {
 		e.userData = urData(urSend, u.slot, u.gen)
 		u.sending = true
 	}
-	if how, detail, done := ss.Ending(); done {
-		if how == endDrained {
-			l.linger(c)
-		} else {
-			l.close(c, how, detail)
-		}
+	if finish(l, c) {
 		return
 	}
 	switch want := ss.WantRead(); {

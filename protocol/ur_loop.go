@@ -175,35 +175,9 @@ func (l *uloop) complete(data uint64, res int32, flags uint32, st *Settings) {
 	}
 }
 
-// waitMs is how long the loop may sleep: until the earliest timeout
-// (-1: until a completion).
+// waitMs is how long the loop may sleep in io_uring_enter.
 func (l *uloop) waitMs() int {
-	st := l.s.settings.Load()
-	next := l.next(st.Limits)
-	consider := func(t int64) {
-		if next < 0 || t < next {
-			next = t
-		}
-	}
-	if l.paused {
-		if l.full {
-			consider(l.now() + int64(20*time.Millisecond)) // another loop may free a slot
-		} else {
-			consider(l.resume)
-		}
-	}
-	if l.draining {
-		consider(l.now() + int64(50*time.Millisecond)) // watch for the kill
-	}
-	if next < 0 {
-		return -1
-	}
-	d := next - l.now()
-	if d <= 0 {
-		return 0
-	}
-	ms := int((d + int64(time.Millisecond) - 1) / int64(time.Millisecond))
-	return min(ms, 1000)
+	return l.timers.waitMs(l.s.settings.Load().Limits, l.now(), l.paused, l.full, l.resume, l.draining)
 }
 
 // beginDrain: stop accepting, answer what has arrived, end each

@@ -15,8 +15,8 @@ import (
 	"time"
 )
 
-// readmeBlock returns the shell block of the README that follows marker.
-func readmeBlock(t *testing.T, marker string) string {
+// readmeAfter returns the README from marker on.
+func readmeAfter(t *testing.T, marker string) string {
 	t.Helper()
 	b, err := os.ReadFile("../../README.md")
 	if err != nil {
@@ -27,7 +27,13 @@ func readmeBlock(t *testing.T, marker string) string {
 	if i < 0 {
 		t.Fatalf("README has no %q", marker)
 	}
-	s = s[i:]
+	return s[i:]
+}
+
+// readmeBlock returns the shell block of the README that follows marker.
+func readmeBlock(t *testing.T, marker string) string {
+	t.Helper()
+	s := readmeAfter(t, marker)
 	start := strings.Index(s, "```sh\n")
 	end := strings.Index(s[start+6:], "```")
 	if start < 0 || end < 0 {
@@ -258,16 +264,7 @@ func (h *privateHost) uid(t *testing.T, user string) string {
 // prefix and is quoted in backticks after marker, its lines joined.
 func readmeCommand(t *testing.T, marker, prefix string) string {
 	t.Helper()
-	b, err := os.ReadFile("../../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := string(b)
-	i := strings.Index(s, marker)
-	if i < 0 {
-		t.Fatalf("README has no %q", marker)
-	}
-	m := regexp.MustCompile("`(" + regexp.QuoteMeta(prefix) + "[^`]*)`").FindStringSubmatch(s[i:])
+	m := regexp.MustCompile("`(" + regexp.QuoteMeta(prefix) + "[^`]*)`").FindStringSubmatch(readmeAfter(t, marker))
 	if m == nil {
 		t.Fatalf("README has no `%s...` after %q", prefix, marker)
 	}

@@ -168,16 +168,8 @@ func TestTag(t *testing.T) {
 // TestSyslogSinkLosesAndSays: records sent while syslog is gone are
 // counted, and the first one after it is back says how many were lost.
 func TestSyslogSinkLosesAndSays(t *testing.T) {
-	srv := fakeSyslog(t)
+	srv, log := syslogSink(t)
 	path := os.Getenv(config.EnvSyslogSocket)
-	cfg := config.Default()
-	cfg.Log.File = "syslog"
-	s := New(cfg, "syslog", os.Stderr, false)
-	if err := s.Open(); err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	log := s.Logger()
 	srv.Close()
 	os.Remove(path)
 	log.Info("lost one")
@@ -285,15 +277,7 @@ func TestSyslogStalledReader(t *testing.T) {
 	old := sendTimeout
 	sendTimeout = time.Hour
 	t.Cleanup(func() { sendTimeout = old })
-	srv := fakeSyslog(t)
-	cfg := config.Default()
-	cfg.Log.File = "syslog"
-	s := New(cfg, "syslog", os.Stderr, false)
-	if err := s.Open(); err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	log := s.Logger()
+	srv, log := syslogSink(t)
 	const n = 3000 // more than a unix datagram queue holds (net.unix.max_dgram_qlen, 512 by default)
 	for i := 0; i < n; i++ {
 		log.Info("record", "i", i)
@@ -327,4 +311,19 @@ func TestSyslogStalledReader(t *testing.T) {
 	if lost, _ := strconv.Atoi(m[1]); lost == 0 || lost+delivered != n {
 		t.Fatalf("lost %d + delivered %d, want %d in all", lost, delivered, n)
 	}
+}
+
+// syslogSink is an open sink with log.file = "syslog" on a socket the
+// test owns, and its logger; closed when the test ends.
+func syslogSink(t *testing.T) (*net.UnixConn, *slog.Logger) {
+	t.Helper()
+	srv := fakeSyslog(t)
+	cfg := config.Default()
+	cfg.Log.File = "syslog"
+	s := New(cfg, "syslog", os.Stderr, false)
+	if err := s.Open(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return srv, s.Logger()
 }
