@@ -15,11 +15,10 @@ import (
 // works, else from /proc/PID/io's syscr and syscw, which count only
 // read- and write-like calls (not epoll_wait, accept or io_uring_enter).
 type syscallCount struct {
-	pid    int
-	perf   *exec.Cmd
-	out    bytes.Buffer
-	io0    uint64
-	source string
+	pid  int
+	perf *exec.Cmd
+	out  bytes.Buffer
+	io0  uint64
 }
 
 // startSyscallCount begins counting pid's system calls (nil for pid 0).
