@@ -29,6 +29,12 @@ var bin string
 // bin itself when the tests run without -race.
 var staticBin string
 
+// seccompExecEnv makes the test binary a launcher: it installs a seccomp
+// filter that refuses io_uring_setup with EPERM (as Docker's default
+// profile and systemd's SystemCallFilter= do), then execs its arguments
+// (seccompExec, Linux only).
+const seccompExecEnv = "ZENDTEST_SECCOMP_EXEC"
+
 func TestMain(m *testing.M) {
 	if os.Getenv(seccompExecEnv) != "" {
 		seccompExec() // does not return

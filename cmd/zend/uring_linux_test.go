@@ -12,11 +12,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// seccompExecEnv makes the test binary a launcher: it installs a seccomp
-// filter that refuses io_uring_setup with EPERM (as Docker's default
-// profile and systemd's SystemCallFilter= do), then execs its arguments.
-const seccompExecEnv = "ZENDTEST_SECCOMP_EXEC"
-
 // seccompExec is the launcher: the filter is installed on this thread
 // (locked), which then calls execve, so the new program starts under it.
 func seccompExec() {
