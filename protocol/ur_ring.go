@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -78,6 +79,11 @@ type urRing struct {
 func newURing() (*urRing, error) {
 	if err := urKernelOK(); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrNoURing, err)
+	}
+	if one := uint16(1); *(*byte)(unsafe.Pointer(&one)) == 0 {
+		// bufRing.publish writes the ring's tail as the low half of a
+		// little-endian word.
+		return nil, fmt.Errorf("%w: the binding is written for little-endian machines", ErrNoURing)
 	}
 	ring, err := newIOURing(urEntries, iorSetupCoopTaskrun)
 	if errors.Is(err, syscall.EINVAL) { // before Linux 5.19
