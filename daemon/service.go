@@ -47,7 +47,7 @@ func NewService(cfg *config.Config, log *slog.Logger) (*Service, error) {
 		return nil, err
 	}
 	s.srv = srv
-	switch srv.Engine() {
+	switch protocol.Engine(cfg.Server.Engine) { // not srv.Engine(): it probes io_uring, which must wait for the privilege drop
 	case protocol.EngineSingle:
 		log.Warn("engine single serves one client at a time: an idle client stalls all others (for teaching and comparison only)")
 	case protocol.EnginePool:

@@ -3,6 +3,7 @@
 package protocol
 
 import (
+	"errors"
 	"net"
 	"runtime"
 	"sync"
@@ -76,13 +77,34 @@ func (g *elGroup) acked(el *elListener) {
 // startLoops starts the server's loops once.
 func (s *Server) startLoops() error {
 	s.elOnce.Do(func() {
+		engine := s.Engine()
 		n := s.workers
 		if n <= 0 {
-			n = defaultLoops(s.engine, runtime.GOMAXPROCS(0))
+			n = defaultLoops(engine, runtime.GOMAXPROCS(0))
 		}
 		g := &elGroup{lns: map[net.Listener]*elListener{}}
 		for i := 0; i < n; i++ {
-			l, err := s.newEngineLoop()
+			var l engineLoop
+			var err error
+			if engine == EngineURing {
+				l, err = newULoop(s)
+				if errors.Is(err, ErrNoURing) {
+					// The probe passed, the loops cannot: fall back
+					// for all of them.
+					s.log.Warn("io_uring unavailable, engine uring falls back to eventloop", "err", err.Error())
+					g.closeFDs()
+					g.loops = nil
+					engine = EngineEventLoop
+					s.eng.Store(engine)
+					if s.workers <= 0 {
+						n = defaultLoops(engine, runtime.GOMAXPROCS(0))
+					}
+					i = -1
+					continue
+				}
+			} else {
+				l, err = newLoop(s)
+			}
 			if err != nil {
 				s.elErr = err
 				g.closeFDs()
@@ -151,14 +173,6 @@ func (g *elGroup) closeFDs() {
 	for _, l := range g.loops {
 		l.closeFDs()
 	}
-}
-
-// newEngineLoop returns a loop of the server's engine.
-func (s *Server) newEngineLoop() (engineLoop, error) {
-	if s.engine == EngineURing {
-		return newULoop(s)
-	}
-	return newLoop(s)
 }
 
 // defaultLoops is the number of loops when server.workers is 0: one per

@@ -62,9 +62,11 @@ const lingerMax = 2 * time.Second
 // Server runs conversations on the connections of one or more listeners with
 // one engine. Create it with NewServer; it is safe for concurrent use.
 type Server struct {
-	engine  Engine
-	workers int
-	log     *slog.Logger
+	asked      Engine       // the engine asked for: auto and uring are resolved on first use
+	engineOnce sync.Once    // resolves asked into eng
+	eng        atomic.Value // Engine: the one in force
+	workers    int
+	log        *slog.Logger
 
 	settings atomic.Pointer[Settings]
 
@@ -109,9 +111,7 @@ func NewServer(engine Engine, workers int, st Settings, logger *slog.Logger) (*S
 		logger = slog.New(slog.DiscardHandler)
 	}
 	switch engine {
-	case EngineSingle, EnginePool, EngineGoroutine, EngineEventLoop:
-	case EngineURing, EngineAuto:
-		engine = chooseEngine(engine, logger)
+	case EngineSingle, EnginePool, EngineGoroutine, EngineEventLoop, EngineURing, EngineAuto:
 	default:
 		return nil, fmt.Errorf("unknown engine %q", engine)
 	}
@@ -119,14 +119,14 @@ func NewServer(engine Engine, workers int, st Settings, logger *slog.Logger) (*S
 		switch engine {
 		case EnginePool:
 			workers = 4
-		case EngineEventLoop, EngineURing:
+		case EngineEventLoop, EngineURing, EngineAuto:
 			workers = 0 // defaultLoops
 		default:
 			workers = 1
 		}
 	}
 	s := &Server{
-		engine:    engine,
+		asked:     engine,
 		workers:   workers,
 		log:       logger,
 		listeners: make(map[net.Listener]struct{}),
@@ -161,7 +161,23 @@ func chooseEngine(e Engine, log *slog.Logger) Engine {
 }
 
 // Engine returns the server's engine: for uring and auto, the one chosen.
-func (s *Server) Engine() Engine { return s.engine }
+//
+// auto and uring are resolved at the first call (Serve makes it), not in
+// NewServer: a daemon creates its server as root and drops privileges
+// before it serves, and io_uring may be open to root alone
+// (kernel.io_uring_disabled = 1), so the probe must run as the user that
+// serves. If the loops still cannot be set up then, uring falls back to
+// eventloop there, and Engine says so from then on.
+func (s *Server) Engine() Engine {
+	s.engineOnce.Do(func() {
+		e := s.asked
+		if e == EngineURing || e == EngineAuto {
+			e = chooseEngine(e, s.log)
+		}
+		s.eng.Store(e)
+	})
+	return s.eng.Load().(Engine)
+}
 
 // Update replaces the settings. Conversations use the new answers and limits
 // from their next question on; no connection is dropped.
@@ -205,8 +221,9 @@ func (s *Server) Serve(ln net.Listener) error {
 		return ErrServerClosed
 	}
 	defer s.trackListener(ln, false)
-	s.log.Info("listening", "addr", ln.Addr().String(), "engine", string(s.engine))
-	switch s.engine {
+	engine := s.Engine()
+	s.log.Info("listening", "addr", ln.Addr().String(), "engine", string(engine))
+	switch engine {
 	case EngineEventLoop, EngineURing:
 		return s.serveEventLoop(ln)
 	case EngineSingle:
@@ -441,7 +458,7 @@ func (s *Server) Shutdown(ctx context.Context) (DrainResult, error) {
 // CloseListener stops serving ln and closes it; its Serve returns
 // ErrServerClosed. The other listeners and every conversation go on.
 func (s *Server) CloseListener(ln net.Listener) error {
-	if s.engine == EngineEventLoop || s.engine == EngineURing {
+	if e := s.Engine(); e == EngineEventLoop || e == EngineURing {
 		s.removeELListener(ln)
 	}
 	return ln.Close()

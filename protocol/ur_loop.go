@@ -67,7 +67,11 @@ type uloop struct {
 	backoff time.Duration
 	parked  []int // connections accepted after the limit: served when a slot frees
 	wakeOn  bool  // the eventfd's multishot poll is armed
-	spareIO []*urIO
+	// io_uring_enter failing: the retry's backoff, and whether its
+	// ceiling was logged.
+	enterBackoff time.Duration
+	enterSaid    bool
+	spareIO      []*urIO
 
 	draining bool
 	killed   bool
@@ -124,7 +128,9 @@ func (l *uloop) run() {
 		if l.s.killed() && !l.killed {
 			l.kill()
 		}
-		if l.draining && l.open == 0 && len(l.lfds) == 0 && len(l.armed) == 0 && l.slotsBusy() == 0 {
+		// Past the kill, what the kernel still holds (a cancelled accept,
+		// a receive) goes with the ring when the group closes it.
+		if l.draining && l.open == 0 && len(l.lfds) == 0 && (l.killed || len(l.armed) == 0 && l.slotsBusy() == 0) {
 			l.exit()
 			return
 		}
@@ -138,8 +144,20 @@ func (l *uloop) run() {
 			timeout = int64(ms) * int64(time.Millisecond)
 		}
 		if err := l.r.ring.submitAndWait(timeout); err != nil && err != syscall.ETIME && err != syscall.EINTR && err != syscall.EAGAIN && err != syscall.EBUSY {
-			l.s.log.Error("io_uring_enter failed", "err", err.Error())
-			time.Sleep(10 * time.Millisecond)
+			// Not expected once the probe passed; never a busy loop: the
+			// retries back off to a second, and say so once per step.
+			if l.enterBackoff == 0 {
+				l.enterBackoff = 10 * time.Millisecond
+			} else if l.enterBackoff *= 2; l.enterBackoff > time.Second {
+				l.enterBackoff = time.Second
+			}
+			if l.enterBackoff < time.Second || !l.enterSaid {
+				l.enterSaid = l.enterBackoff == time.Second
+				l.s.log.Error("io_uring_enter failed", "err", err.Error(), "retry_in", l.enterBackoff.String())
+			}
+			time.Sleep(l.enterBackoff)
+		} else {
+			l.enterBackoff, l.enterSaid = 0, false
 		}
 		st := l.s.settings.Load()
 		l.r.ring.completions(func(d uint64, res int32, flags uint32) { l.complete(d, res, flags, st) })

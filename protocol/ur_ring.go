@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -101,13 +102,32 @@ func newURing() (*urRing, error) {
 }
 
 // urProbe reports whether the uring engine can run here: nil, or an
-// error wrapping ErrNoURing that says why not.
+// error wrapping ErrNoURing that says why not. It sets up a ring and its
+// buffers and runs a no-op through io_uring_enter: a seccomp filter may
+// refuse any of the three system calls.
 func urProbe() error {
 	r, err := newURing()
 	if err != nil {
 		return err
 	}
-	r.close()
+	defer r.close()
+	e := r.sqe()
+	e.opcode = iorOpNop
+	e.userData = 1
+	for {
+		err = r.ring.submitAndWait(int64(time.Second))
+		if err != syscall.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("%w: io_uring_enter: %v", ErrNoURing, err)
+	}
+	done := false
+	r.ring.completions(func(d uint64, _ int32, _ uint32) { done = done || d == 1 })
+	if !done {
+		return fmt.Errorf("%w: io_uring_enter: a no-op did not complete", ErrNoURing)
+	}
 	return nil
 }
 

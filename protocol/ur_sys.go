@@ -17,6 +17,7 @@ import (
 
 // Opcodes, flags and offsets of <linux/io_uring.h>.
 const (
+	iorOpNop         = 0
 	iorOpPollAdd     = 6
 	iorOpAccept      = 13
 	iorOpAsyncCancel = 14

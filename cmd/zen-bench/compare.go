@@ -106,7 +106,7 @@ func startTarget(zend, cfg, name string) (*target, error) {
 		argv, t.req = peerCmd(name, port), "version\r\n"
 	default:
 		argv = []string{zend, "-c", cfg, "-listen", addr, "-engine", name,
-			"-set", "log.level=warn", "-set", "limits.max_connections=100000", "run"}
+			"-set", "log.level=warn", "run"}
 	}
 	if argv == nil {
 		return nil, fmt.Errorf("%s is not installed", name)
