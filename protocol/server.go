@@ -32,9 +32,9 @@ const (
 	// each serving many connections from one goroutine (listing 7-6 done
 	// right, one loop per core as the chapter concludes). Linux only.
 	EngineEventLoop Engine = "eventloop"
-	// EngineURing is the event loop on io_uring: multishot accept and
-	// receive, and the sends submitted with the next wait, so that one
-	// system call serves many answers. Linux 6.0 and later; where
+	// EngineURing is the event loop on io_uring: accepts, receives into
+	// provided buffers and sends all submitted with the next wait, so
+	// that one system call serves many answers. Linux 6.0 and later; where
 	// io_uring is unavailable (kernel.io_uring_disabled, a seccomp filter,
 	// an older kernel) NewServer falls back to EngineEventLoop and logs
 	// why.
@@ -101,6 +101,9 @@ type Server struct {
 	total  atomic.Uint64
 	done   atomic.Uint64
 	open   atomic.Int64
+	// urArmed counts the uring engine's accepts in flight: each holds a
+	// conversation slot until it completes.
+	urArmed atomic.Int64
 }
 
 // NewServer returns a server that runs engine with the given settings.

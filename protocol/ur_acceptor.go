@@ -2,10 +2,15 @@
 
 package protocol
 
-// The uring engine's acceptor: a multishot accept per listener per loop,
-// cancelled while max_connections is reached or after an accept error
-// (and a connection the kernel completed after that is parked, unread,
-// until a slot frees: as in the kernel's backlog), then admission.
+// The uring engine's acceptor: one accept in flight per listener per
+// loop, each holding a conversation slot from the moment it is armed, so
+// that above max_connections no connection is taken from the kernel's
+// backlog (as the eventloop engine checks before each accept), then
+// admission. A multishot accept cannot keep that bound: the kernel
+// completes the whole backlog before a cancellation lands (seen: 1,965
+// descriptors with max_connections = 50). The accept is re-armed in the
+// same submission as the round's other requests: no system call of its
+// own.
 
 import (
 	"net/netip"
@@ -37,41 +42,40 @@ func (l *uloop) dropListener(el *elListener) {
 	l.s.el.Load().acked(el)
 }
 
-// arm starts a multishot accept on listener fd.
+// arm starts an accept on listener fd, holding a conversation slot for
+// it (Server.urArmed, beside open); at max_connections it pauses instead.
 func (l *uloop) arm(fd int) {
-	if l.armed[fd] || l.gone {
+	if l.armed[fd] || l.gone || l.paused {
+		return
+	}
+	max := l.s.settings.Load().Limits.MaxConnections
+	if n := l.s.urArmed.Add(1) + l.s.open.Load(); max > 0 && n > int64(max) {
+		l.s.urArmed.Add(-1)
+		l.s.sayFull(max)
+		l.pause(true)
 		return
 	}
 	e := l.r.sqe()
 	e.opcode = iorOpAccept
 	e.fd = int32(fd)
-	e.ioprio = iorAcceptMultishot
 	e.opFlags = unix.SOCK_CLOEXEC
 	e.userData = urData(urAccept, uint32(fd), 0)
 	l.armed[fd] = true
 }
 
-// disarm cancels listener fd's accept; its last completion says when it
-// is gone (armed is cleared then).
+// disarm cancels listener fd's accept; its completion gives the slot back
+// (or brings a connection that came first).
 func (l *uloop) disarm(fd int) {
 	if l.armed[fd] {
 		l.r.cancel(urData(urAccept, uint32(fd), 0))
 	}
 }
 
-// accepted handles an accept's completion: a new connection, or why the
-// accept ended.
-func (l *uloop) accepted(lfd int, res int32, flags uint32, st *Settings) {
-	if flags&urMore == 0 {
-		delete(l.armed, lfd)
-		// The kernel ends a multishot request by itself too (when the
-		// completion queue overflows): accept again unless on purpose.
-		defer func() {
-			if _, ok := l.lfds[lfd]; ok && !l.paused && !l.draining {
-				l.arm(lfd)
-			}
-		}()
-	}
+// accepted handles an accept's completion: a new connection (in the slot
+// the accept held), or why the accept ended; then the next accept.
+func (l *uloop) accepted(lfd int, res int32, st *Settings) {
+	delete(l.armed, lfd)
+	l.s.urArmed.Add(-1) // the slot the accept held: a conversation's now, or free
 	if res < 0 {
 		err := syscall.Errno(-res)
 		switch err {
@@ -90,30 +94,31 @@ func (l *uloop) accepted(lfd int, res int32, flags uint32, st *Settings) {
 				l.s.log.Error("accept failed", "err", err.Error())
 			}
 		}
-		return
+	} else {
+		l.backoff = 0
+		l.s.open.Add(1)
+		l.add(int(res), st)
 	}
-	l.backoff = 0
-	fd := int(res)
-	if max := st.Limits.MaxConnections; !l.draining && max > 0 && l.s.open.Load() >= int64(max) {
-		// Completed before the pause took effect (or by another loop's
-		// share): it waits unread, as in the backlog.
-		l.parked = append(l.parked, fd)
-		l.s.sayFull(max)
-		l.pause(true)
-		return
+	if _, ok := l.lfds[lfd]; ok && !l.draining {
+		l.arm(lfd)
 	}
-	l.add(fd, st)
 }
 
 // acceptNow takes what is queued on listener fd with accept4, for the
-// drain.
+// drain, within max_connections as arm does.
 func (l *uloop) acceptNow(lfd int) {
 	for i := 0; i < 1024; i++ {
-		fd, _, err := unix.Accept4(lfd, unix.SOCK_CLOEXEC)
-		if err != nil {
+		st := l.s.settings.Load()
+		if n := l.s.open.Add(1) + l.s.urArmed.Load(); st.Limits.MaxConnections > 0 && n > int64(st.Limits.MaxConnections) {
+			l.s.open.Add(-1)
 			return
 		}
-		l.add(fd, l.s.settings.Load())
+		fd, _, err := unix.Accept4(lfd, unix.SOCK_CLOEXEC)
+		if err != nil {
+			l.s.open.Add(-1)
+			return
+		}
+		l.add(fd, st)
 	}
 }
 
@@ -127,23 +132,13 @@ func (l *uloop) pause(full bool) {
 	}
 }
 
-// resumeListeners serves parked connections while slots are free, and
-// accepts again when the reason for the pause is gone.
+// resumeListeners accepts again when the reason for the pause is gone.
 func (l *uloop) resumeListeners(st *Settings) {
 	if !l.paused || l.draining {
 		return
 	}
-	max := st.Limits.MaxConnections
-	for len(l.parked) > 0 && (max <= 0 || l.s.open.Load() < int64(max)) {
-		fd := l.parked[0]
-		l.parked = l.parked[1:]
-		l.add(fd, st)
-	}
-	if len(l.parked) > 0 {
-		return
-	}
 	if l.full {
-		if max > 0 && l.s.open.Load() >= int64(max) {
+		if max := st.Limits.MaxConnections; max > 0 && l.s.open.Load()+l.s.urArmed.Load() >= int64(max) {
 			return
 		}
 		l.full = false
@@ -157,16 +152,12 @@ func (l *uloop) resumeListeners(st *Settings) {
 	}
 }
 
-// add starts the conversation of an accepted connection: admitted (or
-// refused) by its session, then its receive armed. At max_connections it
-// stops accepting at once, so that the next client waits in the kernel's
-// backlog (the eventloop engine checks before each accept).
+// add starts the conversation of an accepted connection, in the slot
+// (counted in open) its accept held: admitted (or refused) by its
+// session, then its receive armed.
 func (l *uloop) add(fd int, st *Settings) {
 	peer := peerOf(fd)
 	l.s.total.Add(1)
-	if n, max := l.s.open.Add(1), st.Limits.MaxConnections; max > 0 && n >= int64(max) && !l.draining {
-		l.pause(true)
-	}
 	c := admitConn(l.s, fd, peer, l.now(), st)
 	if c == nil {
 		return

@@ -4,11 +4,14 @@ package protocol
 
 // The uring engine's connection I/O: receives and sends completed by the
 // kernel, moved into and out of the connection's session, which frames,
-// answers, times out and decides the ending. Reading stops as the
-// session asks (its output bound, answer_delay, the client's FIN) by
-// cancelling the multishot receive; what the kernel still delivers is
-// held until the session reads again, so flow control reaches the client
-// as with epoll.
+// answers, times out and decides the ending. A receive is armed only
+// while the session wants to read, one at a time, re-armed in the
+// submission that goes with the next wait: a multishot receive cannot be
+// stopped in time (the kernel fills buffers from a client that floods
+// without reading until a cancellation lands: 197 KiB per such client
+// against eventloop's 55), so flow control reaches the client as with
+// epoll. A receive cancelled as the session stops reading may still
+// deliver one buffer: it is held until the session reads again.
 
 import (
 	"syscall"
@@ -21,13 +24,12 @@ import (
 // a bigger one (a burst of answers) goes back to the garbage collector.
 const sbufKeep = 4 << 10
 
-// armRecv starts c's multishot receive into the provided buffers.
+// armRecv starts c's receive into a provided buffer.
 func (l *uloop) armRecv(c *elConn) {
 	u := c.ur
 	e := l.r.sqe()
 	e.opcode = iorOpRecv
 	e.fd = c.fd
-	e.ioprio = iorRecvMultishot
 	e.flags = iosqeBufferSelect
 	e.bufGroup = urGroup
 	e.userData = urData(urRecv, u.slot, u.gen)
@@ -37,9 +39,7 @@ func (l *uloop) armRecv(c *elConn) {
 // received handles a receive's completion for c.
 func (l *uloop) received(c *elConn, res int32, flags uint32, st *Settings) {
 	u := c.ur
-	if flags&urMore == 0 {
-		u.recv, u.cancelled = false, false
-	}
+	u.recv, u.cancelled = false, false
 	var data []byte
 	if flags&urBuffer != 0 {
 		bid := uint16(flags >> urBufShift)
@@ -52,8 +52,11 @@ func (l *uloop) received(c *elConn, res int32, flags uint32, st *Settings) {
 	case u.closed:
 	case c.list == phEnded: // lingering: discard until the FIN
 		if res <= 0 && res != -int32(unix.ENOBUFS) && res != -int32(unix.ECANCELED) {
-			l.close(c, endDrained, "")
+			l.close(c, endDrained, "") // and settles c
+			return
 		}
+		l.armRecv(c)
+		return
 	case res > 0:
 		if !u.holding() && c.ss.WantRead() {
 			c.ss.Input(l.now(), data, st)
@@ -106,7 +109,9 @@ func (l *uloop) sent(c *elConn, res int32, st *Settings) {
 func (l *uloop) settle(c *elConn, st *Settings) {
 	u := c.ur
 	if u.closed {
-		if !u.recv && !u.sending {
+		// Once: a closed connection's last completion frees its slot
+		// (seen: freed twice, and the loop never exited).
+		if !u.recv && !u.sending && l.conns[u.slot] == c {
 			l.conns[u.slot] = nil
 			l.free = append(l.free, u.slot)
 			if u.io != nil {

@@ -5,9 +5,9 @@ package protocol
 // The uring engine: the event loop's design (one loop per worker, each
 // owning its connections, sessions driven through the same timer lists)
 // with io_uring in place of epoll. A loop asks for work instead of
-// readiness: a multishot accept per listener, a multishot receive per
-// connection into the ring's provided buffers, and one send per
-// connection at a time. Every request it prepares goes to the kernel with
+// readiness: an accept per listener, a receive per connection into the
+// ring's provided buffers while its session wants to read, and one send
+// per connection at a time. Every request it prepares goes to the kernel with
 // the wait for the next completions, in one io_uring_enter: with many
 // connections, one system call serves many answers.
 //
@@ -28,7 +28,7 @@ import (
 // is idle; what a send or held input needs is borrowed (urIO) only then.
 type urConn struct {
 	slot, gen uint32
-	recv      bool  // a multishot receive is armed
+	recv      bool  // a receive is armed
 	cancelled bool  // ... and its cancellation is queued
 	sending   bool  // a send is in flight, of io.sbuf
 	heldEnd   bool  // io.held is followed by the client's FIN (io.heldErr nil) or an error
@@ -60,13 +60,12 @@ type uloop struct {
 	wake8 [8]byte // the eventfd's counter, read when it fires
 
 	lfds    map[int]*elListener // listeners served here
-	armed   map[int]bool        // listeners with a multishot accept in flight
+	armed   map[int]bool        // listeners with an accept in flight
 	paused  bool                // accepts cancelled: max_connections, or a backoff
 	full    bool                // paused because max_connections is reached
 	resume  int64               // ns: when a backoff ends
 	backoff time.Duration
-	parked  []int // connections accepted after the limit: served when a slot frees
-	wakeOn  bool  // the eventfd's multishot poll is armed
+	wakeOn  bool // the eventfd's multishot poll is armed
 	// io_uring_enter failing: the retry's backoff, and whether its
 	// ceiling was logged.
 	enterBackoff time.Duration
@@ -176,7 +175,7 @@ func (l *uloop) complete(data uint64, res int32, flags uint32, st *Settings) {
 			l.wakeOn = false
 		}
 	case urAccept:
-		l.accepted(int(slot), res, flags, st)
+		l.accepted(int(slot), res, st)
 	case urRecv, urSend:
 		if int(slot) >= len(l.conns) || l.conns[slot] == nil || l.conns[slot].ur.gen != gen {
 			if op == urRecv && flags&urBuffer != 0 {
@@ -208,10 +207,6 @@ func (l *uloop) beginDrain() {
 		l.acceptNow(el.fd)
 		l.dropListener(el)
 	}
-	for _, fd := range l.parked {
-		l.add(fd, l.s.settings.Load())
-	}
-	l.parked = nil
 	l.draining = true
 	l.drainAll(l)
 }
@@ -219,9 +214,5 @@ func (l *uloop) beginDrain() {
 // kill closes every connection at once: the drain deadline ended.
 func (l *uloop) kill() {
 	l.killed = true
-	for _, fd := range l.parked {
-		unix.Close(fd)
-	}
-	l.parked = nil
 	l.killAll(l)
 }

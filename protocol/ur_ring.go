@@ -3,7 +3,7 @@
 package protocol
 
 // The uring engine's ring: one io_uring per loop, with a ring of
-// provided buffers for the multishot receives, and what the loop asks of
+// provided buffers for the receives, and what the loop asks of
 // it (an entry, a submission with the wait, the completions ready), on
 // the small binding of ur_sys.go.
 
@@ -23,7 +23,7 @@ const (
 	urEntries = 1024 // submission queue entries per loop (the completion queue is twice that)
 	urBufSize = 2048 // one provided buffer: a receive takes at most this much
 	urBufs    = 128  // provided buffers per loop, a power of two (256 KiB, touched as data arrives)
-	urGroup   = 0    // the buffer group of the multishot receives
+	urGroup   = 0    // the buffer group of the receives
 )
 
 // The operations a completion belongs to, in the top byte of its
@@ -31,8 +31,8 @@ const (
 // listener's descriptor.
 const (
 	urWake   uint8 = iota + 1 // the multishot poll of the loop's eventfd
-	urAccept                  // a listener's multishot accept
-	urRecv                    // a connection's multishot receive
+	urAccept                  // a listener's accept
+	urRecv                    // a connection's receive
 	urSend                    // a connection's send
 	urCancel                  // a cancellation (its result is ignored)
 )
@@ -52,7 +52,8 @@ func urUnpack(d uint64) (op uint8, slot, gen uint32) {
 var ErrNoURing = errors.New("io_uring unavailable")
 
 // urKernelOK reports whether the kernel has what the engine uses:
-// multishot receive with provided buffer rings (Linux 6.0).
+// provided buffer rings and the extended wait (Linux 6.0 is asked, as
+// the release tested first).
 func urKernelOK() error {
 	var u unix.Utsname
 	if err := unix.Uname(&u); err != nil {
@@ -64,7 +65,7 @@ func urKernelOK() error {
 		return fmt.Errorf("kernel release %q unreadable", rel)
 	}
 	if major, _ := strconv.Atoi(f[0]); major < 6 {
-		return fmt.Errorf("kernel %s: multishot receive needs Linux 6.0", rel)
+		return fmt.Errorf("kernel %s: the uring engine needs Linux 6.0", rel)
 	}
 	return nil
 }

@@ -26,9 +26,7 @@ const (
 
 	iosqeBufferSelect = 1 << 5
 
-	iorAcceptMultishot = 1 << 0 // in ioprio
-	iorRecvMultishot   = 1 << 1 // in ioprio
-	iorPollAddMulti    = 1 << 0 // in len
+	iorPollAddMulti = 1 << 0 // in len
 
 	iorCQEFBuffer     = 1 << 0
 	iorCQEFMore       = 1 << 1

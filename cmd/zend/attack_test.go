@@ -304,11 +304,10 @@ func TestFlood(t *testing.T) {
 // accept loop takes all of a core, or a third of one on a busy 2-core
 // machine.
 //
-// Not uring: the kernel reads RLIMIT_NOFILE when a multishot accept is
-// armed, so lowering it under a running zend does not reach the accept;
-// protocol's TestURingAcceptBackoff lowers it before the server starts.
+// (uring's accept reads RLIMIT_NOFILE when it is armed: the one armed
+// before the prlimit still has the old limit, the next ones the new.)
 func TestFDExhaustion(t *testing.T) {
-	for _, engine := range []string{"goroutine", "eventloop"} {
+	for _, engine := range concurrentEngines {
 		t.Run(engine, func(t *testing.T) {
 			const window = 2 * time.Second
 			p, addr := startZend(t, nil, "-engine", engine)
