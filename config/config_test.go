@@ -152,7 +152,7 @@ func TestBounds(t *testing.T) {
 		{"workers at the bound", fmt.Sprintf("[server]\nworkers = %d\n", maxWorkers), ""},
 		// One more worker than this machine allows, with the number computed for it.
 		{"workers above the bound", fmt.Sprintf("[server]\nworkers = %d\n", maxWorkers+1),
-			fmt.Sprintf("zend.toml:2: server.workers: %d: allowed is 0 (automatic: 4 for pool, one loop per CPU for uring, per two for eventloop) to %d on this machine (4 per CPU for its %d CPUs, but no less than 64 and no more than 1024: each eventloop worker is an OS thread)", maxWorkers+1, maxWorkers, runtime.NumCPU())},
+			fmt.Sprintf("zend.toml:2: server.workers: %d: allowed is 0 (automatic: 4 for pool, one loop per two CPUs for eventloop and uring) to %d on this machine (4 per CPU for its %d CPUs, but no less than 64 and no more than 1024: each eventloop worker is an OS thread)", maxWorkers+1, maxWorkers, runtime.NumCPU())},
 		// The value: 100,000 eventloop threads would abort Go.
 		{"workers 100000", "[server]\nengine = \"eventloop\"\nworkers = 100000\n", "zend.toml:3: server.workers: 100000: allowed is 0"},
 		// A pidfile that names a folder: start would make it and write

@@ -178,7 +178,7 @@ func (c *Config) Validate() error {
 		bad("server.engine", "unknown engine %q: %s", c.Server.Engine, enginesAllowed(c.Server.Engine))
 	}
 	if mw := MaxWorkers(); c.Server.Workers < 0 || c.Server.Workers > mw {
-		bad("server.workers", "%d: allowed is 0 (automatic: 4 for pool, one loop per CPU for uring, per two for eventloop) to %d on this machine (%d per CPU for its %d CPUs, but no less than %d and no more than %d: each eventloop worker is an OS thread)",
+		bad("server.workers", "%d: allowed is 0 (automatic: 4 for pool, one loop per two CPUs for eventloop and uring) to %d on this machine (%d per CPU for its %d CPUs, but no less than %d and no more than %d: each eventloop worker is an OS thread)",
 			c.Server.Workers, mw, workersPerCPU, runtime.NumCPU(), workersFloor, workersCap)
 	}
 	if c.Server.AnswerDelay < 0 || c.Server.AnswerDelay.D() > time.Minute {

@@ -10,7 +10,12 @@ package protocol
 // completes the whole backlog before a cancellation lands (seen: 1,965
 // descriptors with max_connections = 50). The accept is re-armed in the
 // same submission as the round's other requests: no system call of its
-// own.
+// own. The listening socket is non-blocking (it is shared with Go's
+// listener, and with the next daemon during an upgrade), and io_uring
+// answers an accept on a non-blocking socket with EAGAIN instead of
+// waiting: so an accept that finds nothing waits for the listener's
+// readiness with a poll, then accepts again (seen: accepts answered
+// EAGAIN in a loop, 13 µs of CPU per answer instead of 7).
 
 import (
 	"net/netip"
@@ -45,7 +50,7 @@ func (l *uloop) dropListener(el *elListener) {
 // arm starts an accept on listener fd, holding a conversation slot for
 // it (Server.urArmed, beside open); at max_connections it pauses instead.
 func (l *uloop) arm(fd int) {
-	if l.armed[fd] || l.gone || l.paused {
+	if l.armed[fd] != 0 || l.gone || l.paused {
 		return
 	}
 	max := l.s.settings.Load().Limits.MaxConnections
@@ -55,25 +60,54 @@ func (l *uloop) arm(fd int) {
 		l.pause(true)
 		return
 	}
+	l.submitAccept(fd)
+}
+
+// submitAccept queues an accept on listener fd, whose slot is held.
+func (l *uloop) submitAccept(fd int) {
 	e := l.r.sqe()
 	e.opcode = iorOpAccept
 	e.fd = int32(fd)
 	e.opFlags = unix.SOCK_CLOEXEC
 	e.userData = urData(urAccept, uint32(fd), 0)
-	l.armed[fd] = true
+	l.armed[fd] = urAccept
+}
+
+// acceptReady handles the readiness poll of listener fd: accept again,
+// in the slot still held, or give the slot back when it was cancelled.
+func (l *uloop) acceptReady(fd int, res int32) {
+	if _, ok := l.lfds[fd]; res < 0 || !ok || l.paused || l.draining {
+		delete(l.armed, fd)
+		l.s.urArmed.Add(-1)
+		if _, ok := l.lfds[fd]; ok && !l.draining {
+			l.arm(fd)
+		}
+		return
+	}
+	l.submitAccept(fd)
 }
 
 // disarm cancels listener fd's accept; its completion gives the slot back
 // (or brings a connection that came first).
 func (l *uloop) disarm(fd int) {
-	if l.armed[fd] {
-		l.r.cancel(urData(urAccept, uint32(fd), 0))
+	if op := l.armed[fd]; op != 0 {
+		l.r.cancel(urData(op, uint32(fd), 0))
 	}
 }
 
 // accepted handles an accept's completion: a new connection (in the slot
 // the accept held), or why the accept ended; then the next accept.
 func (l *uloop) accepted(lfd int, res int32, st *Settings) {
+	if _, ok := l.lfds[lfd]; ok && res == -int32(unix.EAGAIN) && !l.paused && !l.draining {
+		// Nothing queued: wait for the listener, keeping the slot.
+		e := l.r.sqe()
+		e.opcode = iorOpPollAdd
+		e.fd = int32(lfd)
+		e.opFlags = unix.POLLIN
+		e.userData = urData(urAcceptPoll, uint32(lfd), 0)
+		l.armed[lfd] = urAcceptPoll
+		return
+	}
 	delete(l.armed, lfd)
 	l.s.urArmed.Add(-1) // the slot the accept held: a conversation's now, or free
 	if res < 0 {

@@ -5,9 +5,9 @@ package protocol
 // The uring engine: the event loop's design (one loop per worker, each
 // owning its connections, sessions driven through the same timer lists)
 // with io_uring in place of epoll. A loop asks for work instead of
-// readiness: an accept per listener, a receive per connection into the
-// ring's provided buffers while its session wants to read, and one send
-// per connection at a time. Every request it prepares goes to the kernel with
+// readiness: an accept per listener, a multishot receive per connection
+// into the ring's provided buffers while its session wants to read, and
+// one send per connection at a time. Every request it prepares goes to the kernel with
 // the wait for the next completions, in one io_uring_enter: with many
 // connections, one system call serves many answers.
 //
@@ -28,7 +28,7 @@ import (
 // is idle; what a send or held input needs is borrowed (urIO) only then.
 type urConn struct {
 	slot, gen uint32
-	recv      bool  // a receive is armed
+	recv      bool  // a multishot receive is armed
 	cancelled bool  // ... and its cancellation is queued
 	sending   bool  // a send is in flight, of io.sbuf
 	heldEnd   bool  // io.held is followed by the client's FIN (io.heldErr nil) or an error
@@ -60,7 +60,7 @@ type uloop struct {
 	wake8 [8]byte // the eventfd's counter, read when it fires
 
 	lfds    map[int]*elListener // listeners served here
-	armed   map[int]bool        // listeners with an accept in flight
+	armed   map[int]uint8       // listeners with an accept (urAccept) or its readiness poll (urAcceptPoll) in flight
 	paused  bool                // accepts cancelled: max_connections, or a backoff
 	full    bool                // paused because max_connections is reached
 	resume  int64               // ns: when a backoff ends
@@ -87,7 +87,7 @@ func newULoop(s *Server) (*uloop, error) {
 		return nil, err
 	}
 	return &uloop{loopCtl: loopCtl{evfd: evfd}, s: s, r: r,
-		lfds: map[int]*elListener{}, armed: map[int]bool{}}, nil
+		lfds: map[int]*elListener{}, armed: map[int]uint8{}}, nil
 }
 
 func (l *uloop) now() int64 { return mono() }
@@ -176,6 +176,8 @@ func (l *uloop) complete(data uint64, res int32, flags uint32, st *Settings) {
 		}
 	case urAccept:
 		l.accepted(int(slot), res, st)
+	case urAcceptPoll:
+		l.acceptReady(int(slot), res)
 	case urRecv, urSend:
 		if int(slot) >= len(l.conns) || l.conns[slot] == nil || l.conns[slot].ur.gen != gen {
 			if op == urRecv && flags&urBuffer != 0 {

@@ -30,11 +30,12 @@ const (
 // user_data; the rest is the connection's slot and generation, or the
 // listener's descriptor.
 const (
-	urWake   uint8 = iota + 1 // the multishot poll of the loop's eventfd
-	urAccept                  // a listener's accept
-	urRecv                    // a connection's receive
-	urSend                    // a connection's send
-	urCancel                  // a cancellation (its result is ignored)
+	urWake       uint8 = iota + 1 // the multishot poll of the loop's eventfd
+	urAccept                      // a listener's accept
+	urRecv                        // a connection's receive
+	urSend                        // a connection's send
+	urCancel                      // a cancellation (its result is ignored)
+	urAcceptPoll                  // a listener's readiness, awaited for its next accept
 )
 
 // urData packs an operation, a slot and a generation into a user_data.

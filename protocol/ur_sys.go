@@ -26,7 +26,8 @@ const (
 
 	iosqeBufferSelect = 1 << 5
 
-	iorPollAddMulti = 1 << 0 // in len
+	iorRecvMultishot = 1 << 1 // in ioprio
+	iorPollAddMulti  = 1 << 0 // in len
 
 	iorCQEFBuffer     = 1 << 0
 	iorCQEFMore       = 1 << 1

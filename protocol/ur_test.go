@@ -75,16 +75,16 @@ func TestURingAcceptBackoff(t *testing.T) {
 	_ = srv
 }
 
-// TestDefaultLoops: server.workers = 0 gives uring a loop per CPU and
-// eventloop one per two (at least one).
+// TestDefaultLoops: server.workers = 0 gives both loop engines one loop
+// per two CPUs (at least one).
 func TestDefaultLoops(t *testing.T) {
 	for _, tt := range []struct {
 		e          Engine
 		cpus, want int
 	}{
 		{EngineURing, 1, 1},     // one CPU, one loop
-		{EngineURing, 2, 2},     // a loop per CPU
-		{EngineURing, 64, 64},   // ... however many
+		{EngineURing, 2, 1},     // half
+		{EngineURing, 64, 32},   // ... however many
 		{EngineEventLoop, 1, 1}, // never none
 		{EngineEventLoop, 2, 1}, // half
 		{EngineEventLoop, 3, 1}, // half, rounded down
